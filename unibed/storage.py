@@ -1,0 +1,131 @@
+"""One way to reach bytes, local or gs://: a thin layer over Beam's FileSystems.
+
+Every component (readers, sample generator, build, fetch) goes through these
+functions, so a path may always be a local path or a gs:// URL and there is
+exactly one code path for both.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from typing import BinaryIO, Iterator
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+_RAW = CompressionTypes.UNCOMPRESSED  # never let Beam guess from the suffix
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def join(base: str, *parts: str) -> str:
+    if is_remote(base):
+        return posixpath.join(base, *parts)
+    return FileSystems.join(base, *parts)
+
+
+def open_read(path: str) -> BinaryIO:
+    """A seekable binary reader (local file or GCS range reads)."""
+    return FileSystems.open(path, compression_type=_RAW)
+
+
+def open_write(path: str) -> BinaryIO:
+    """A binary writer; parent folders are created for local paths."""
+    if not is_remote(path):
+        parent = posixpath.dirname(path)
+        if parent and not FileSystems.exists(parent):
+            FileSystems.mkdirs(parent)
+    return FileSystems.create(path, compression_type=_RAW)
+
+
+def read_bytes(path: str) -> bytes:
+    with open_read(path) as f:
+        return f.read()
+
+
+def read_range(path: str, offset: int, size: int) -> bytes:
+    with open_read(path) as f:
+        f.seek(offset)
+        data = f.read(size)
+    if len(data) != size:
+        raise IOError(f"{path}: wanted {size} bytes at offset {offset}, got {len(data)}")
+    return data
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    with open_write(path) as f:
+        f.write(data)
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def size(path: str) -> int:
+    return list_files(path)[0][1] if exists(path) else -1
+
+
+def list_files(pattern: str) -> list[tuple[str, int]]:
+    """(path, size) of files matching a glob, sorted by path for determinism."""
+    result = FileSystems.match([pattern])[0]
+    return sorted((m.path, m.size_in_bytes) for m in result.metadata_list)
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(path.rstrip("/"))
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only window [offset, offset+size) of a seekable stream.
+
+    Used to stream a tar member (e.g. an ImageNet per-synset tar inside the
+    outer train tar) without copying it out first.
+    """
+
+    def __init__(self, raw: BinaryIO, offset: int, size: int):
+        self._raw, self._start, self._size, self._pos = raw, offset, size, 0
+        raw.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + pos))
+        self._raw.seek(self._start + self._pos)
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._raw.read(want)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def iter_chunks(f: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := f.read(chunk_size):
+        yield chunk
