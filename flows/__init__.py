@@ -1,0 +1,1 @@
+"""Prefect flows that run unibed's stages (fetch, build, validate, train, evaluate)."""

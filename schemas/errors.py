@@ -16,3 +16,10 @@ class SourceLayoutError(ValueError):
 
 class ChecksumError(IOError):
     """An archive's bytes do not match the checksum its publisher lists."""
+
+
+def describe_validation_error(err) -> str:
+    """One line per problem of a pydantic ValidationError: 'path.to.field: message'."""
+    return "\n".join(
+        f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in err.errors()
+    )

@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine (Python 3.11 + pip):
+#   make demo   - set up, then run the main job on the embedded default
+#   make test   - set up, then run the test suite
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(PYTHON) -m uv
+export UV_PYTHON_DOWNLOADS := never
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: setup demo test bench lint clean
+
+setup: .venv/.synced
+
+# uv comes from PyPI through pip; it then installs exactly what uv.lock pins.
+.venv/.synced: pyproject.toml uv.lock
+	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen --python 3.11
+	touch $@
+
+demo: setup
+	.venv/bin/unibed demo --workdir out
+
+test: setup
+	.venv/bin/pytest
+
+lint: setup
+	.venv/bin/ruff check .
+
+clean:
+	rm -rf out .pytest_cache

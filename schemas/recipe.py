@@ -1,0 +1,173 @@
+"""The recipe: everything that decides what a dataset build produces.
+
+A recipe is a YAML (or JSON) document; `recipes/` holds the reference
+recipe (17,691 classes) and the sample recipe. Same inputs + same recipe
+=> same label map and byte-identical shards.
+
+Unified ids are assigned source by source in the order the recipe lists
+them; inside a source, classes are ordered by their source label (numeric
+labels numerically, others as text) - see `ClassSelection`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.errors import SchemaError, describe_validation_error
+from schemas.source_record import SOURCES
+from schemas.version import SCHEMA_VERSION
+
+_LOCATION = re.compile(r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?|[^:]+)$")
+
+
+def _check_location(value: str) -> str:
+    if not value or not _LOCATION.match(value):
+        raise ValueError(f"must be a local path or a gs://bucket/path URL, got {value!r}")
+    return value.rstrip("/") if value != "/" else value
+
+
+StorageLocation = Annotated[str, AfterValidator(_check_location)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassSelection(_Strict):
+    """Which of a source's classes enter the label space.
+
+    `all`: every class with at least `min_images` usable images.
+    `top_k`: the k classes with the most listed images (ties: smaller
+    source label first); fewer when the source has fewer.
+    """
+
+    mode: Literal["all", "top_k"] = "all"
+    k: int | None = Field(default=None, gt=0)
+    min_images: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _k_matches_mode(self):
+        if self.mode == "top_k" and self.k is None:
+            raise ValueError("mode 'top_k' needs k")
+        if self.mode == "all" and self.k is not None:
+            raise ValueError("k is only meaningful with mode 'top_k'")
+        return self
+
+
+class SourceSpec(_Strict):
+    name: Literal["imagenet", "products10k", "gldv2"]
+    location: StorageLocation  # the source root in its published layout, local or gs://
+    layout: str | None = None  # None: the reader detects it
+    subset: Literal["all", "clean"] = "all"  # gldv2: 'clean' = GLDv2-clean (train_clean.csv)
+    splits: tuple[str, ...] = ("train",)  # the source's own splits to use
+    classes: ClassSelection = ClassSelection()
+    per_class_cap: int | None = Field(default=None, gt=0)  # images kept per class at most
+    expect_classes: int | None = Field(default=None, gt=0)  # assert the class count (full data)
+
+
+class SplitSpec(_Strict):
+    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    salt: str = "unibed-split-v1"  # changes which images are held out, deterministically
+
+
+class DedupSpec(_Strict):
+    exact: bool = True
+    near_hamming_threshold: int = Field(default=8, ge=0, le=32)  # on 64-bit pHash
+    # images that no training image may near-duplicate (e.g. a benchmark's queries)
+    exclusion_sets: tuple[StorageLocation, ...] = ()
+
+
+class ImageSpec(_Strict):
+    # Shorter side of the stored image; never upscaled. 288 leaves room for
+    # 224-px random-resized crops with scale jitter at full resolution.
+    shorter_side: int = Field(default=288, ge=32, le=4096)
+    jpeg_quality: int = Field(default=90, ge=50, le=100)
+    min_side: int = Field(default=32, ge=1)  # smaller inputs are rejected
+    max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's bomb limit; larger is rejected
+
+
+class ShardSpec(_Strict):
+    target_bytes: int = Field(default=150 * 1024 * 1024, ge=1024)
+    # shard counts are rounded up to a multiple of this (TPU hosts read evenly)
+    count_multiple: int = Field(default=8, ge=1)
+
+
+class Recipe(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    sources: tuple[SourceSpec, ...] = Field(min_length=1)
+    split: SplitSpec = SplitSpec()
+    dedup: DedupSpec = DedupSpec()
+    image: ImageSpec = ImageSpec()
+    shards: ShardSpec = ShardSpec()
+    output: StorageLocation
+    expect_classes: int | None = Field(default=None, gt=0)  # total, e.g. 17691
+
+    @model_validator(mode="after")
+    def _sources_unique(self):
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each source may appear once, got {names}")
+        if self.expect_classes is not None and all(s.expect_classes for s in self.sources):
+            total = sum(s.expect_classes for s in self.sources)
+            if total != self.expect_classes:
+                raise ValueError(
+                    f"expect_classes {self.expect_classes} != sum over sources {total}"
+                )
+        return self
+
+    def source(self, name: str) -> SourceSpec:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form: two recipes that mean the same hash the same."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def with_overrides(self, **changes) -> "Recipe":
+        """A copy with top-level fields replaced (e.g. output), validated again."""
+        return parse_recipe({**self.to_dict(), **changes}, where="<overrides>")
+
+
+def parse_recipe(data: dict, where: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise SchemaError(f"{where}: a recipe must be a mapping, got {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"{where}: schema_version {version!r} is not supported (this is {SCHEMA_VERSION})")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise SchemaError(f"{where}: invalid recipe\n{describe_validation_error(e)}") from None
+
+
+def load_recipe(path: str, **overrides) -> Recipe:
+    """Read a recipe (YAML or JSON; local or gs://), apply top-level overrides, validate."""
+    from unibed import storage  # storage pulls in Beam; keep schemas importable without it
+
+    try:
+        text = storage.read_text(path)
+    except Exception as e:  # noqa: BLE001 - any IO failure becomes one clear message
+        raise SchemaError(f"{path}: cannot read recipe: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SchemaError(f"{path}: not valid YAML/JSON: {e}") from None
+    if isinstance(data, dict):
+        data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_recipe(data, where=path)
+
+
+assert set(SourceSpec.model_fields["name"].annotation.__args__) == set(SOURCES)

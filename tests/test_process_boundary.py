@@ -1,0 +1,101 @@
+"""The process boundary (DESIGN.md): records the TF-free data plane encodes are
+read by TensorFlow in another process, and neither side imports the other's
+protobuf package (`tfrecord` and TensorFlow cannot share a process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from beam_jobs.example_codec import decode_example, encode_example
+from beam_jobs.tfrecord_framing import frame, iter_records
+from schemas import features
+
+DATA_PLANE_MODULES = (
+    "schemas.recipe", "schemas.manifest", "schemas.label_map", "unibed.storage",
+    "beam_jobs.example_codec", "beam_jobs.sources", "unibed.sample", "unibed.cli",
+)
+TRAINER_MODULES = ("trainer.features",)
+
+
+def _record(i: int, label: int) -> dict:
+    return {
+        features.ENCODED: b"\xff\xd8jpeg-bytes-%d" % i,
+        features.LABEL: label,
+        features.IMAGE_ID: f"imagenet/n1_{i}",
+        features.SOURCE: "imagenet",
+        features.SOURCE_LABEL: "n1",
+        features.HEIGHT: 288,
+        features.WIDTH: 384,
+        features.FORMAT: "jpeg",
+        features.CHANNELS: 3,
+        features.COLORSPACE: "RGB",
+        features.PHASH: features.phash_to_int64((1 << 64) - 1 - i),
+    }
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_encoding_is_deterministic_and_round_trips():
+    rec = _record(1, 17690)
+    assert encode_example(rec) == encode_example(dict(reversed(list(rec.items()))))
+    back = decode_example(encode_example(rec))
+    assert back[features.LABEL] == 17690
+    assert back[features.IMAGE_ID] == b"imagenet/n1_1"
+    assert features.int64_to_phash(back[features.PHASH]) == (1 << 64) - 2
+
+
+def test_tensorflow_parses_codec_records_with_only_the_training_keys(tmp_path):
+    path = tmp_path / "train-00000-of-00001.tfrecord"
+    raw = [encode_example(_record(i, i * 1000)) for i in range(5)]
+    path.write_bytes(b"".join(frame(r) for r in raw))
+    with open(path, "rb") as f:
+        assert list(iter_records(f)) == raw
+    out = _run(f"""
+        import json, tensorflow as tf
+        from trainer.features import parse_example
+        ds = tf.data.TFRecordDataset([{str(path)!r}]).map(parse_example)
+        print(json.dumps([[int(x["image/class/label"]), x["image/encoded"].numpy().decode("latin1")] for x in ds]))
+        """)
+    parsed = json.loads(out.strip().splitlines()[-1])
+    assert [label for label, _ in parsed] == [0, 1000, 2000, 3000, 4000]
+    assert parsed[2][1].encode("latin1") == b"\xff\xd8jpeg-bytes-2"
+
+
+def test_framing_detects_corruption(tmp_path):
+    import io
+
+    import pytest
+
+    data = bytearray(frame(b"hello") + frame(b"world"))
+    data[15] ^= 0xFF  # inside the first record's data
+    with pytest.raises(IOError, match="record 0: data checksum"):
+        list(iter_records(io.BytesIO(bytes(data)), "x.tfrecord"))
+    with pytest.raises(IOError, match="truncated"):
+        list(iter_records(io.BytesIO(frame(b"hello")[:-2])))
+
+
+def test_data_plane_never_imports_tensorflow():
+    out = _run(f"""
+        import sys
+        for m in {DATA_PLANE_MODULES!r}:
+            __import__(m)
+        print(sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))
+        """)
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_trainer_never_imports_the_tf_free_codec():
+    out = _run(f"""
+        import sys
+        for m in {TRAINER_MODULES!r}:
+            __import__(m)
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("tfrecord", "beam_jobs")))
+        """)
+    assert out.strip().splitlines()[-1] == "[]"
