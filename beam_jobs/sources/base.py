@@ -13,19 +13,20 @@ A reader works in two steps, like a TFDS builder's split generators:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Union
 
 from schemas.source_record import Rejection, RejectReason, SourceImage
 
-ReadItem = Union[SourceImage, Rejection]
+ReadItem = SourceImage | Rejection
 
 
 @dataclass(frozen=True)
 class ClassInfo:
     source_label: str  # the source's own label, as text
     name: str  # human-readable
-    listed_images: int | None = None  # images the metadata lists for it (None: unknown before reading)
+    # images the metadata lists for it (None: unknown before reading)
+    listed_images: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class SourceIndex:
     # image_id -> the source's split, where the metadata says so
     splits: dict[str, str] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)  # metadata-level
+    # named subsets of the listed ids the publisher defines, e.g. gldv2's
+    # "clean" (GLDv2-clean, from train_clean.csv); membership only, no labels
+    subsets: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def num_listed(self) -> int | None:

@@ -1,0 +1,128 @@
+"""Planted duplicates: exact and near copies of ordinary images, within and across sources."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+
+from unibed.sample.catalog import Catalog, DuplicateGroup, SampleImage
+from unibed.sample.encoding import decode_rgb, encode_jpeg
+from unibed.sample.identifiers import Identifiers
+from unibed.sample.phash import NEAR_DUPLICATE_MAX_DISTANCE, PerceptualSpacing, distance, hashes_of
+from unibed.sample.seeding import rng_for
+
+IDENTICAL = "identical"
+
+
+def _scaled(image: Image.Image, factor: float) -> bytes:
+    size = round(image.width * factor), round(image.height * factor)
+    return encode_jpeg(image.resize(size, Image.Resampling.LANCZOS))
+
+
+def _cropped(image: Image.Image, fraction: float) -> bytes:
+    dx, dy = round(image.width * fraction), round(image.height * fraction)
+    return encode_jpeg(image.crop((dx, dy, image.width - dx, image.height - dy)))
+
+
+# Transforms that keep the pHash within NEAR_DUPLICATE_MAX_DISTANCE of the original
+# (checked for every copy): what re-uploads, thumbnails and light edits do.
+NEAR_TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
+    "reencode_q60": lambda image: encode_jpeg(image, quality=60),
+    "resize_0.6": lambda image: _scaled(image, 0.6),
+    "resize_0.4": lambda image: _scaled(image, 0.4),
+    "crop_3pct": lambda image: _cropped(image, 0.03),
+    "brightness_+8": lambda image: encode_jpeg(image.point(lambda v: min(255, v + 8))),
+}
+
+
+@dataclass(frozen=True)
+class Copy:
+    source: str
+    label: str  # "same": the original's label; "other": another class of the same source;
+    #             "any": any class of `source`
+
+
+@dataclass(frozen=True)
+class Plan:
+    transform: str
+    source: str  # where the original comes from
+    copies: tuple[Copy, ...]
+
+
+PLANS = (
+    Plan(IDENTICAL, "imagenet", (Copy("imagenet", "same"),)),
+    Plan(IDENTICAL, "products10k", (Copy("products10k", "other"),)),
+    Plan(IDENTICAL, "imagenet", (Copy("products10k", "any"), Copy("gldv2", "any"))),
+    Plan(IDENTICAL, "gldv2", (Copy("imagenet", "any"),)),
+    Plan(IDENTICAL, "gldv2", (Copy("gldv2", "same"),)),
+    Plan("reencode_q60", "imagenet", (Copy("imagenet", "same"),)),
+    Plan("resize_0.6", "products10k", (Copy("products10k", "other"),)),
+    Plan("crop_3pct", "gldv2", (Copy("gldv2", "same"),)),
+    Plan("brightness_+8", "products10k", (Copy("imagenet", "any"),)),
+    Plan("resize_0.4", "gldv2", (Copy("imagenet", "any"),)),
+)
+
+
+def _copy_bytes(original: SampleImage, transform: str, spacing: PerceptualSpacing) -> bytes | None:
+    """The copy's bytes, or None when this original cannot carry the transform.
+
+    A near copy must stay near its original and must not come near any other
+    image (that would be an unplanned pair).
+    """
+    if transform == IDENTICAL:
+        return original.data
+    data = NEAR_TRANSFORMS[transform](decode_rgb(original.data))
+    hashes = hashes_of(data)
+    if distance(hashes[0], hashes_of(original.data)[0]) > NEAR_DUPLICATE_MAX_DISTANCE:
+        return None
+    if not spacing.admits(hashes, family=original.key):
+        return None
+    spacing.add(hashes, family=original.key)
+    return data
+
+
+def _copy_label(copy: Copy, original: SampleImage, catalog: Catalog, rng) -> str:
+    if copy.label == "same":
+        return original.label
+    labels = [c.label for c in catalog.classes[copy.source]
+              if copy.label == "any" or c.label != original.label]
+    return labels[rng.integers(len(labels))]
+
+
+def plant_duplicates(seed: int, catalog: Catalog, ids: Identifiers,
+                     spacing: PerceptualSpacing) -> None:
+    """Add each plan's copies to the catalog and record the groups."""
+    for group_id, plan in enumerate(PLANS):
+        rng = rng_for(seed, "duplicates", group_id)
+        candidates = sorted((im for im in catalog.images
+                             if im.source == plan.source and im.split == "train" and im.in_clean
+                             and im.quirk is None and im.duplicate_group is None),
+                            key=lambda im: im.image_id)
+        for index in rng.permutation(len(candidates)):
+            original = candidates[index]
+            # every copy of a plan gets the same bytes (the transform is deterministic)
+            if (data := _copy_bytes(original, plan.transform, spacing)) is not None:
+                break
+        else:
+            raise RuntimeError(f"no original can carry duplicate plan {plan}")
+
+        original.duplicate_group = group_id
+        copies = []
+        for copy in plan.copies:
+            label = _copy_label(copy, original, catalog, rng)
+            copies.append(SampleImage(copy.source, ids.image_id(copy.source, label), label, data,
+                                      expected="duplicate", duplicate_group=group_id))
+        catalog.images += copies
+        members = [original, *copies]
+        catalog.groups.append(DuplicateGroup(
+            id=group_id,
+            kind="exact" if plan.transform == IDENTICAL else "near",
+            transform=plan.transform,
+            members=tuple(im.key for im in members),
+            conflicting_labels=len({(im.source, im.label) for im in members}) > 1,
+            cross_source=len({im.source for im in members}) > 1,
+            phash_distance=max(distance(hashes_of(im.data)[0], hashes_of(original.data)[0])
+                               for im in copies),
+        ))
