@@ -9,7 +9,8 @@ deterministic shard assignment.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import crc32c
 
@@ -31,14 +32,14 @@ def iter_records(f: BinaryIO, where: str = "<stream>") -> Iterator[bytes]:
     index = 0
     while header := f.read(12):
         if len(header) != 12:
-            raise IOError(f"{where}: record {index}: truncated header")
+            raise OSError(f"{where}: record {index}: truncated header")
         (length,) = struct.unpack("<Q", header[:8])
         if struct.unpack("<I", header[8:])[0] != _masked_crc(header[:8]):
-            raise IOError(f"{where}: record {index}: length checksum mismatch")
+            raise OSError(f"{where}: record {index}: length checksum mismatch")
         data, footer = f.read(length), f.read(4)
         if len(data) != length or len(footer) != 4:
-            raise IOError(f"{where}: record {index}: truncated data")
+            raise OSError(f"{where}: record {index}: truncated data")
         if struct.unpack("<I", footer)[0] != _masked_crc(data):
-            raise IOError(f"{where}: record {index}: data checksum mismatch")
+            raise OSError(f"{where}: record {index}: data checksum mismatch")
         yield data
         index += 1

@@ -83,9 +83,9 @@ def validate_example(values: dict) -> dict:
         v = values[f.key]
         if f.dtype == "bytes" and not isinstance(v, (bytes, str)):
             raise SchemaError(f"record {who!r}: {f.key} must be bytes or str, got {type(v).__name__}")
-        if f.dtype == "int64":
-            if isinstance(v, bool) or not isinstance(v, int) or not _INT64_MIN <= v <= _INT64_MAX:
-                raise SchemaError(f"record {who!r}: {f.key} must be an int64, got {v!r}")
+        is_int64 = isinstance(v, int) and not isinstance(v, bool) and _INT64_MIN <= v <= _INT64_MAX
+        if f.dtype == "int64" and not is_int64:
+            raise SchemaError(f"record {who!r}: {f.key} must be an int64, got {v!r}")
     if not values[ENCODED]:
         raise SchemaError(f"record {who!r}: {ENCODED} is empty")
     if values[LABEL] < 0:

@@ -79,7 +79,7 @@ class LabelMap:
         return hashlib.sha256(self.to_csv().encode("utf-8")).hexdigest()
 
     @classmethod
-    def from_csv(cls, text: str, where: str = "label_map.csv") -> "LabelMap":
+    def from_csv(cls, text: str, where: str = "label_map.csv") -> LabelMap:
         reader = csv.reader(io.StringIO(text))
         header = tuple(next(reader, ()))
         if header != HEADER:

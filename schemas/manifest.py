@@ -117,7 +117,7 @@ class Manifest(_Strict):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, where: str = "manifest.json") -> "Manifest":
+    def from_json(cls, text: str, where: str = "manifest.json") -> Manifest:
         try:
             return cls.model_validate_json(text)
         except ValidationError as e:

@@ -136,7 +136,7 @@ class Recipe(_Strict):
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
-    def with_overrides(self, **changes) -> "Recipe":
+    def with_overrides(self, **changes) -> Recipe:
         """A copy with top-level fields replaced (e.g. output), validated again."""
         return parse_recipe({**self.to_dict(), **changes}, where="<overrides>")
 

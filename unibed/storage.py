@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import posixpath
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -51,7 +52,7 @@ def read_range(path: str, offset: int, size: int) -> bytes:
         f.seek(offset)
         data = f.read(size)
     if len(data) != size:
-        raise IOError(f"{path}: wanted {size} bytes at offset {offset}, got {len(data)}")
+        raise OSError(f"{path}: wanted {size} bytes at offset {offset}, got {len(data)}")
     return data
 
 
