@@ -77,8 +77,10 @@ class SplitSpec(_Strict):
 
 
 class DedupSpec(_Strict):
-    exact: bool = True
-    near_hamming_threshold: int = Field(default=8, ge=0, le=32)  # on 64-bit pHash
+    exact: bool = True  # drop byte-identical copies (sha256 of the published bytes)
+    # drop images whose 64-bit pHash is within this Hamming distance of a kept
+    # one; None turns the near-duplicate search off
+    near_hamming_threshold: int | None = Field(default=8, ge=0, le=32)
     # images that no training image may near-duplicate (e.g. a benchmark's queries)
     exclusion_sets: tuple[StorageLocation, ...] = ()
 

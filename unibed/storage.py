@@ -83,6 +83,43 @@ def list_files(pattern: str) -> list[tuple[str, int]]:
     return sorted((m.path, m.size_in_bytes) for m in result.metadata_list)
 
 
+def delete(paths: list[str]) -> None:
+    """Delete files (a local folder is deleted with everything under it)."""
+    if paths:
+        FileSystems.delete(paths)
+
+
+def rename(source: str, destination: str) -> None:
+    """Move one file. Local: os.rename (atomic). GCS: copy + delete, each atomic per object."""
+    FileSystems.rename([source], [destination])
+
+
+def create_if_absent(path: str, data: bytes) -> bool:
+    """Write `path` only if no such file exists, atomically; False if it already did.
+
+    Local: open with "x". GCS: an upload conditional on no live generation.
+    """
+    if is_remote(path):
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud import storage as gcs
+
+        bucket, _, name = path.removeprefix("gs://").partition("/")
+        try:
+            gcs.Client().bucket(bucket).blob(name).upload_from_string(data, if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        return True
+    parent = posixpath.dirname(path)
+    if parent and not FileSystems.exists(parent):
+        FileSystems.mkdirs(parent)
+    try:
+        with open(path, "xb") as f:
+            f.write(data)
+    except FileExistsError:
+        return False
+    return True
+
+
 def basename(path: str) -> str:
     return posixpath.basename(path.rstrip("/"))
 

@@ -1,0 +1,313 @@
+"""Publishing a build: output states, the build lock, validation, the manifest.
+
+`manifest.json` is the completeness marker. It is written last, after every
+shard and report and after `validate_output` passed, to `manifest.json.tmp`
+and then renamed (local: an atomic rename; GCS: copy + delete of one object,
+and each object write is atomic), so a reader sees either no manifest or the
+whole one. An output with files but no manifest is PARTIAL: a failed or
+interrupted run, never mistaken for a dataset.
+
+A run goes: `acquire_lock` -> `prepare_output` ("complete": nothing to do;
+"build": the output is empty) -> write shards and reports ->
+`validate_output` -> `publish_manifest` -> `release_lock`. The lock
+(`_BUILDING`, holding the run id, created only if absent) keeps two builds
+from writing into one output. A run that died holding it leaves it behind:
+remove it by hand once no build is running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+
+from google.protobuf.message import DecodeError
+
+from beam_jobs.example_codec import decode_example
+from beam_jobs.tfrecord_framing import iter_records
+from schemas import features
+from schemas.label_map import LabelMap
+from schemas.manifest import Manifest, ShardInfo
+from unibed import storage
+
+MANIFEST = "manifest.json"
+LOCK = "_BUILDING"
+_EXAMPLES = 5  # offending values quoted per problem
+# what a build writes into its output: only such files are cleaned from a PARTIAL one
+_BUILD_FILE = re.compile(
+    r"^((train|validation)-\d{5}-of-\d{5}\.tfrecord|manifest\.json\.tmp|label_map\.csv"
+    r"|duplicates\.csv|rejects\.csv|_work/.*|beam-temp[^/]*/.*)$"
+)
+
+
+class OutputState(Enum):
+    EMPTY = "empty"
+    PARTIAL = "partial"  # files but no manifest.json
+    COMPLETE = "complete"  # manifest.json present
+
+
+class OutputExistsError(RuntimeError):
+    """The output holds a complete dataset built from a different recipe."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another run holds the output's build lock."""
+
+
+class ValidationError(ValueError):
+    """A written output does not match its manifest; lists every problem found."""
+
+    def __init__(self, output_dir: str, problems: list[str]):
+        super().__init__(
+            f"{output_dir}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems)
+        )
+        self.problems = problems
+
+
+def inspect_output(output_dir: str) -> OutputState:
+    if storage.exists(storage.join(output_dir, MANIFEST)):
+        return OutputState.COMPLETE
+    return OutputState.PARTIAL if _build_files(output_dir) else OutputState.EMPTY
+
+
+def prepare_output(output_dir: str, recipe_digest: str, run_id: str | None = None) -> str:
+    """Make `output_dir` ready for a build of `recipe_digest`; say what is left to do.
+
+    "build": the output is now empty (a PARTIAL one, left by a failed or
+    interrupted run, is deleted). "complete": it already holds this recipe's
+    dataset. Raises OutputExistsError for another recipe's dataset and
+    OutputLockedError when a run other than `run_id` holds the lock.
+    """
+    holder = _lock_holder(output_dir)
+    if holder is not None and holder != run_id:
+        raise _locked(output_dir, holder)
+    state = inspect_output(output_dir)
+    if state is OutputState.COMPLETE:
+        existing = Manifest.from_json(storage.read_text(storage.join(output_dir, MANIFEST)))
+        if existing.recipe_digest != recipe_digest:
+            raise OutputExistsError(
+                f"{output_dir} already holds a dataset of recipe {existing.recipe_digest}; "
+                f"this build is recipe {recipe_digest}. Choose another output or delete it."
+            )
+        return "complete"
+    if state is OutputState.PARTIAL:
+        files = _build_files(output_dir)
+        foreign = [p for p in files if not _BUILD_FILE.match(_relative(output_dir, p))]
+        if foreign:
+            raise OutputExistsError(
+                f"{output_dir} holds files that no build writes (e.g. {foreign[0]}); "
+                "refusing to clean it: choose an empty or dedicated output"
+            )
+        storage.delete(files)
+    return "build"
+
+
+def acquire_lock(output_dir: str, run_id: str) -> None:
+    if not storage.create_if_absent(storage.join(output_dir, LOCK), run_id.encode("utf-8")):
+        raise _locked(output_dir, _lock_holder(output_dir) or "<released meanwhile>")
+
+
+def release_lock(output_dir: str, run_id: str) -> None:
+    holder = _lock_holder(output_dir)
+    if holder is None:
+        return
+    if holder != run_id:
+        raise _locked(output_dir, holder)
+    storage.delete([storage.join(output_dir, LOCK)])
+
+
+def publish_manifest(output_dir: str, manifest: Manifest) -> None:
+    """Write manifest.json last and atomically: it marks the output complete."""
+    final = storage.join(output_dir, MANIFEST)
+    temporary = final + ".tmp"
+    storage.write_text(temporary, manifest.to_json())
+    storage.rename(temporary, final)
+
+
+def validate_output(output_dir: str, manifest: Manifest, label_map: LabelMap) -> None:
+    """Re-read everything the manifest claims and raise ValidationError listing every mismatch."""
+    problems = _check_label_map(output_dir, manifest, label_map)
+    problems += _check_shard_files(output_dir, manifest)
+    labels = label_map.lookup()
+    id_counts: Counter[bytes] = Counter()
+    for split, info in sorted(manifest.splits.items()):
+        per_class: Counter[int] = Counter()
+        per_source: Counter[str] = Counter()
+        for shard in info.shards:
+            path = storage.join(output_dir, shard.path)
+            if not storage.exists(path):
+                continue  # reported by _check_shard_files
+            result = _read_shard(path, shard, manifest.num_classes, labels)
+            problems += result.problems
+            per_class.update(result.per_class)
+            per_source.update(result.per_source)
+            id_counts.update(result.image_ids)
+        problems += _compare_counts(
+            f"{split} records per class", manifest.records_per_class.get(split, {}), per_class
+        )
+        problems += _compare_counts(
+            f"{split} records per source", manifest.records_per_source.get(split, {}), per_source
+        )
+    repeated = sorted(_text(i) for i, n in id_counts.items() if n > 1)
+    if repeated:
+        problems.append(f"{len(repeated)} image ids appear more than once: {repeated[:_EXAMPLES]}")
+    if problems:
+        raise ValidationError(output_dir, problems)
+
+
+@dataclass
+class _ShardResult:
+    problems: list[str] = field(default_factory=list)
+    per_class: Counter[int] = field(default_factory=Counter)
+    per_source: Counter[str] = field(default_factory=Counter)
+    image_ids: list[bytes] = field(default_factory=list)
+
+
+class _HashingReader:
+    """Counts and hashes every byte read through it, so a shard is read once."""
+
+    def __init__(self, raw):
+        self._raw, self.sha256, self.num_bytes = raw, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        self.num_bytes += len(data)
+        return data
+
+
+def _read_shard(path: str, shard: ShardInfo, num_classes: int, labels: dict) -> _ShardResult:
+    result = _ShardResult()
+    out_of_range, mislabelled, undecodable = [], [], 0
+    num_records = 0
+    with storage.open_read(path) as raw:
+        reader = _HashingReader(raw)
+        try:
+            for data in iter_records(reader, where=shard.path):
+                num_records += 1
+                values = _provenance(data)
+                if values is None:
+                    undecodable += 1
+                    continue
+                image_id, label, source, source_label = values
+                result.image_ids.append(image_id)
+                result.per_class[label] += 1
+                result.per_source[source] += 1
+                if not 0 <= label < num_classes:
+                    out_of_range.append(f"{_text(image_id)}={label}")
+                elif labels.get((source, source_label)) != label:
+                    mislabelled.append(_text(image_id))
+        except OSError as e:  # a broken frame or checksum: the rest of the shard is unreadable
+            result.problems.append(f"{shard.path}: unreadable: {e}")
+            while reader.read(1 << 20):  # finish the hash over the whole file
+                pass
+    if undecodable:
+        result.problems.append(
+            f"{shard.path}: {undecodable} records are not Examples with the spec's features"
+        )
+    if out_of_range:
+        result.problems.append(
+            f"{shard.path}: {len(out_of_range)} labels outside [0, {num_classes}): "
+            f"{out_of_range[:_EXAMPLES]}"
+        )
+    if mislabelled:
+        result.problems.append(
+            f"{shard.path}: {len(mislabelled)} labels disagree with the label map's "
+            f"(source, source_label): {mislabelled[:_EXAMPLES]}"
+        )
+    expected = (shard.num_records, shard.num_bytes, shard.sha256)
+    actual = (num_records, reader.num_bytes, reader.sha256.hexdigest())
+    for what, want, have in zip(("records", "bytes", "sha256"), expected, actual):
+        if want != have:
+            result.problems.append(f"{shard.path}: manifest says {what} {want}, file has {have}")
+    return result
+
+
+def _provenance(data: bytes) -> tuple[bytes, int, str, str] | None:
+    """(image id, label, source, source label) of one record; None if it is not a valid Example."""
+    try:
+        values = decode_example(data)
+        found = tuple(
+            values[k]
+            for k in (features.IMAGE_ID, features.LABEL, features.SOURCE, features.SOURCE_LABEL)
+        )
+    except (DecodeError, KeyError):
+        return None
+    image_id, label, source, source_label = found
+    if not isinstance(label, int) or not all(
+        isinstance(v, bytes) for v in (image_id, source, source_label)
+    ):
+        return None
+    return image_id, label, _text(source), _text(source_label)
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def _check_label_map(output_dir: str, manifest: Manifest, label_map: LabelMap) -> list[str]:
+    problems = []
+    if label_map.digest() != manifest.label_map_sha256:
+        problems.append("the label map given does not match the manifest's label_map_sha256")
+    if label_map.num_classes != manifest.num_classes:
+        problems.append(
+            f"label map has {label_map.num_classes} classes, manifest says {manifest.num_classes}"
+        )
+    if dict(manifest.label_ranges) != label_map.ranges():
+        problems.append(
+            f"manifest label_ranges {manifest.label_ranges} != label map's {label_map.ranges()}"
+        )
+    path = storage.join(output_dir, manifest.label_map)
+    if not storage.exists(path):
+        problems.append(f"{manifest.label_map} is missing")
+    elif hashlib.sha256(storage.read_bytes(path)).hexdigest() != manifest.label_map_sha256:
+        problems.append(f"{manifest.label_map} on disk does not match label_map_sha256")
+    return problems
+
+
+def _check_shard_files(output_dir: str, manifest: Manifest) -> list[str]:
+    listed = {s.path for info in manifest.splits.values() for s in info.shards}
+    prefix = storage.join(output_dir, "")
+    shard_files = storage.list_files(storage.join(output_dir, "**.tfrecord"))
+    on_disk = {path.removeprefix(prefix) for path, _ in shard_files}
+    problems = [f"{p}: listed in the manifest but missing" for p in sorted(listed - on_disk)]
+    problems += [f"{p}: shard file not listed in the manifest" for p in sorted(on_disk - listed)]
+    return problems
+
+
+def _compare_counts(what: str, expected: dict, found: Counter) -> list[str]:
+    expected = {k: n for k, n in expected.items() if n}
+    found = {k: n for k, n in found.items() if n}
+    if expected == found:
+        return []
+    differ = sorted(
+        (k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k)), key=str
+    )
+    details = [
+        f"{k}: manifest {expected.get(k, 0)}, shards {found.get(k, 0)}" for k in differ[:_EXAMPLES]
+    ]
+    return [f"{what} differ for {len(differ)} keys: {'; '.join(details)}"]
+
+
+def _build_files(output_dir: str) -> list[str]:
+    """Every file under the output except the lock."""
+    lock = storage.join(output_dir, LOCK)
+    return [p for p, _ in storage.list_files(storage.join(output_dir, "**")) if p != lock]
+
+
+def _relative(output_dir: str, path: str) -> str:
+    return path[len(output_dir.rstrip("/")) + 1 :]
+
+
+def _lock_holder(output_dir: str) -> str | None:
+    path = storage.join(output_dir, LOCK)
+    return storage.read_text(path) if storage.exists(path) else None
+
+
+def _locked(output_dir: str, holder: str) -> OutputLockedError:
+    return OutputLockedError(
+        f"{output_dir} is locked by build run {holder!r} ({LOCK}); if no such build is running, "
+        f"delete {storage.join(output_dir, LOCK)}"
+    )
