@@ -86,10 +86,21 @@ class DedupSpec(_Strict):
 
 
 class ImageSpec(_Strict):
-    # Shorter side of the stored image; never upscaled. 288 leaves room for
-    # 224-px random-resized crops with scale jitter at full resolution.
+    # How the stored size follows from shorter_side (S); images are never upscaled.
+    # "pow2": reduced by a power of two only (JPEG in libjpeg's DCT domain, others by box
+    #   averaging) to a shorter side in [S, 2S); a source below 2S is stored at its size, a
+    #   JPEG that needs no change as its own bytes minus metadata. The default, because
+    #   training takes random-resized 224-px crops of whatever is stored, so an exact size
+    #   buys nothing, while pow2 keeps more resolution for later higher-resolution
+    #   fine-tuning and skips a resampling pass (the largest CPU cost of the step) and its
+    #   blur. The cost is storage (benchmarks/bench_preprocess.py, q90 photo-like JPEGs):
+    #   a 500x375 source is kept as is, 47 KB against 23 KB at 384x288 under "exact";
+    #   a 1600x1200 one becomes 400x300, 18.6 KB against 17.2 KB.
+    # "exact": resampled (BICUBIC) to a shorter side of exactly S.
+    resize: Literal["pow2", "exact"] = "pow2"
+    # S. 288 leaves room for 224-px random-resized crops with scale jitter at full resolution.
     shorter_side: int = Field(default=288, ge=32, le=4096)
-    jpeg_quality: int = Field(default=90, ge=50, le=100)
+    jpeg_quality: int = Field(default=90, ge=50, le=100)  # of re-encoded images, not as-is JPEGs
     min_side: int = Field(default=32, ge=1)  # smaller inputs are rejected
     max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's bomb limit; larger is rejected
 
@@ -137,6 +148,16 @@ class Recipe(_Strict):
         """sha256 of the canonical JSON form: two recipes that mean the same hash the same."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def with_source_locations(self, locations: dict[str, str]) -> Recipe:
+        """A copy with some sources read from elsewhere ({source name: location})."""
+        unknown = set(locations) - {s.name for s in self.sources}
+        if unknown:
+            raise SchemaError(f"recipe {self.name} has no source(s) {sorted(unknown)}")
+        data = self.to_dict()
+        for source in data["sources"]:
+            source["location"] = locations.get(source["name"], source["location"])
+        return parse_recipe(data, where="<source locations>")
 
     def with_overrides(self, **changes) -> Recipe:
         """A copy with top-level fields replaced (e.g. output), validated again."""
