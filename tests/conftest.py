@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+# A Prefect home (and SQLite database) of the test session's own, so runs
+# never share state with a developer's Prefect or a concurrent test run.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="unibed-prefect-")
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
+from beam_jobs.publish import OutputExistsError, OutputLockedError
 from schemas.errors import SchemaError, SourceLayoutError
 
 DEFAULT_SAMPLE = "out/sample"
+
+# Prefect's temporary server (the embedded default) needs longer than its
+# 20 s default to start on a loaded 2-core machine; analytics stay off.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _cmd_sample(args) -> int:
@@ -56,15 +63,56 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _parse_sources(specs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for spec in specs or []:
+        name, sep, location = spec.partition("=")
+        if not sep or not location:
+            raise SchemaError(f"--source takes NAME=LOCATION, got {spec!r}")
+        out[name] = location
+    return out
+
+
+def _cmd_build(args) -> int:
+    from flows.build_dataset import build_dataset_flow
+
+    start = time.perf_counter()
+    result = build_dataset_flow(recipe=args.recipe, output=args.output, sources=_parse_sources(args.source))
+    seconds = time.perf_counter() - start
+    print(f"\ndataset {result['status']} at {result['output']} ({seconds:.0f}s): "
+          f"{result['num_classes']} classes, records " + ", ".join(f"{k}={v}" for k, v in result["records"].items()))
+    print(f"{'source':12s} {'inputs':>7s} {'written':>8s} {'dups':>5s} {'rejected':>9s} {'not sel.':>9s}")
+    for source, acc in result["accounting"].items():
+        print(f"{source:12s} {acc['inputs']:7d} {acc['written']:8d} {acc['duplicates']:5d} "
+              f"{acc['rejected']:9d} {acc['not_selected']:9d}")
+    print(f"manifest: {result['output']}/manifest.json; reports: duplicates.csv, rejects.csv, label_map.csv")
+    return 0
+
+
+def _cmd_plan(args) -> int:
+    from beam_jobs.build import plan_build
+    from beam_jobs.plan_report import describe_plan, format_plan
+    from schemas.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe).with_source_locations(_parse_sources(args.source))
+    print(format_plan(describe_plan(plan_build(recipe))))
+    return 0
+
+
 def _cmd_demo(args) -> int:
-    """The main job on the embedded default: generate the sample, read every layout."""
+    """The main job on the embedded default: generate the sample, read every
+    layout, build the sample dataset with the build-dataset flow."""
     args.out = f"{args.workdir}/sample"
     _cmd_sample(args)
     print()
     print("reading every published layout of the sample through the readers:")
     args.source = [f"{s}={args.out}/{s}" for s in ("imagenet", "products10k", "gldv2")]
     args.all_layouts, args.json = True, False
-    return _cmd_inspect(args)
+    _cmd_inspect(args)
+    print()
+    print("building the sample dataset (Prefect flow build-dataset, Beam's local runner):")
+    args.recipe, args.output = "recipes/sample.yaml", f"{args.workdir}/build-sample"
+    return _cmd_build(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_inspect)
 
+    p = sub.add_parser("build", help="build a dataset with the Prefect flow build-dataset")
+    p.add_argument("--recipe", default="recipes/sample.yaml")
+    p.add_argument("--output", help="override the recipe's output (folder or gs:// URL)")
+    p.add_argument("--source", action="append", metavar="NAME=LOCATION",
+                   help="read this source from LOCATION instead of the recipe's (repeatable)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("plan", help="metadata only: label space, image counts, bytes, shards, cost")
+    p.add_argument("--recipe", default="recipes/reference.yaml")
+    p.add_argument("--source", action="append", metavar="NAME=LOCATION",
+                   help="read this source from LOCATION instead of the recipe's (repeatable)")
+    p.set_defaults(func=_cmd_plan)
+
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.add_argument("--workdir", default="out", help="where the sample and outputs go (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -95,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SchemaError, SourceLayoutError) as e:
+    except (SchemaError, SourceLayoutError, OutputExistsError, OutputLockedError) as e:
         print(f"unibed: {e}", file=sys.stderr)
         return 2
 

@@ -99,6 +99,9 @@ def iter_csv(path: str, required: Sequence[str], source: str) -> Iterator[CsvRow
         # utf-8-sig: spreadsheet exports often start with a BOM
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text)
+        # GLDv2's train_clean.csv lists every image of a landmark in one field
+        # (megabytes for the largest); the csv module's default cap is 128 KiB.
+        csv.field_size_limit(2**31 - 1)
         header = [column.strip() for column in next(reader, [])]
         missing = [column for column in required if column not in header]
         if missing:
@@ -107,7 +110,7 @@ def iter_csv(path: str, required: Sequence[str], source: str) -> Iterator[CsvRow
                 f"header {','.join(header)!r} lacks required column(s) {', '.join(missing)}",
                 line=1,
             )
-        for fields in reader:
+        for fields in _checked(reader, path):
             if not fields:
                 continue  # blank line
             if len(fields) != len(header):
@@ -122,6 +125,14 @@ def iter_csv(path: str, required: Sequence[str], source: str) -> Iterator[CsvRow
                 continue
             values = {column: value.strip() for column, value in zip(header, fields)}
             yield CsvRow(path, reader.line_num, values)
+
+
+def _checked(reader, path: str) -> Iterator[list[str]]:
+    """The reader's rows; a row the csv module cannot parse names its line."""
+    try:
+        yield from reader
+    except csv.Error as e:
+        raise SourceLayoutError(path, f"unreadable CSV: {e}", line=reader.line_num) from None
 
 
 class Listing:

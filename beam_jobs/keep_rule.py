@@ -1,0 +1,63 @@
+"""Which image of a group of duplicates survives: a deterministic greedy rule.
+
+Images that take part in at least one duplicate pair are visited best first;
+an image is kept unless a neighbour (an image within the threshold, or a
+byte-identical copy) was already kept, in which case it is dropped as a
+duplicate of the nearest kept neighbour. So no two kept images are
+duplicates, every dropped image names a kept one within the threshold, and
+chains (A~B, B~C, A!~C) keep both ends instead of collapsing to one image.
+
+"Best" (the keep preference, DESIGN.md): images of an exclusion set first
+(they are never written, so anything near them goes), then the larger source
+image (more pixels: the better copy), then the source's position in the
+recipe, then the image key.
+
+Duplicates that carry different labels: the kept image keeps its own label,
+the dropped one is reported with `conflicting_labels` so a person can look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Node:
+    key: str
+    preference: tuple  # smaller is better
+    label: str  # unified label (or "exclusion"), to flag conflicts
+    neighbours: tuple[tuple[str, int, str], ...]  # (other key, distance, kind "exact"|"near")
+
+
+@dataclass(frozen=True)
+class Drop:
+    dropped: str
+    kept: str
+    distance: int
+    kind: str  # exact | near | exclusion
+    conflicting_labels: bool
+    dropped_label: str
+    kept_label: str
+
+
+def preference(is_exclusion: bool, source_pixels: int, source_rank: int, key: str) -> tuple:
+    return (0 if is_exclusion else 1, -source_pixels, source_rank, key)
+
+
+def choose(nodes: list[Node]) -> list[Drop]:
+    """The drops, sorted by dropped key. Deterministic for any input order."""
+    label = {n.key: n.label for n in nodes}
+    kept: set[str] = set()
+    drops: list[Drop] = []
+    for node in sorted(nodes, key=lambda n: n.preference):
+        near_kept = [(d, other, kind) for other, d, kind in node.neighbours if other in kept]
+        if not near_kept:
+            kept.add(node.key)
+            continue
+        distance, other, kind = min(near_kept)
+        if label[other] == "exclusion":
+            kind = "exclusion"
+        drops.append(
+            Drop(node.key, other, distance, kind, label[other] != node.label, node.label, label[other])
+        )
+    return sorted(drops, key=lambda d: d.dropped)

@@ -1,0 +1,124 @@
+"""The Beam near-duplicate transform returns exactly the brute-force pairs, once each."""
+
+from __future__ import annotations
+
+import itertools
+import typing
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_jobs.hamming_search import brute_force_pairs, first_block_within
+from beam_jobs.near_duplicates import (
+    NearDuplicatePairs,
+    _meeting_key,
+    _task_records,
+    plan_buckets,
+)
+
+
+def sample_hashes(n: int = 400, seed: int = 3) -> np.ndarray:
+    """Random hashes, clusters a few flips apart, and a group of identical hashes."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2**64, 20, dtype=np.uint64)
+    hashes = centres[rng.integers(0, len(centres), n)]
+    for _ in range(3):
+        hit = rng.random(n) < 0.6
+        hashes[hit] ^= np.uint64(1) << rng.integers(0, 64, hit.sum()).astype(np.uint64)
+    hashes[:150] = rng.integers(0, 2**64, 150, dtype=np.uint64)
+    hashes[150:170] = hashes[150]
+    hashes[170] = 0
+    hashes[171] = 2**64 - 1
+    return hashes
+
+
+def expected_pairs(keys: list[str], hashes: np.ndarray, radius: int) -> list[tuple]:
+    return [
+        (min(keys[i], keys[j]), max(keys[i], keys[j]), int(np.bitwise_count(hashes[i] ^ hashes[j])))
+        for i, j in brute_force_pairs(hashes, radius)
+    ]
+
+
+def test_transform_matches_brute_force():
+    hashes = sample_hashes()
+    keys = [f"src/img{i:04d}" for i in range(len(hashes))][::-1]
+    signed = [(key, int(value)) for key, value in zip(keys, hashes.view(np.int64))]
+    configurations = {
+        # label: (radius, max bucket size, plan for this many hashes)
+        "counted": (8, 20_000, None),
+        "counted_split": (4, 3, None),
+        "planned_1e8": (8, 20_000, 10**8),  # 3 blocks of 21-22 bits, meeting 1 flip apart
+        "planned_1e8_split": (8, 4, 10**8),
+        "planned_1e8_r4_split": (4, 4, 10**8),
+    }
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        as_signed = pipeline | beam.Create(signed)
+        # Unsigned values above 2^63 must not meet an int coder: keep this PCollection untyped.
+        as_unsigned = as_signed | "Unsigned" >> beam.Map(
+            lambda kv: (kv[0], kv[1] % 2**64)
+        ).with_output_types(typing.Any)
+        for label, (radius, limit, plan_for) in configurations.items():
+            images = as_signed if label == "counted" else as_unsigned
+            pairs = images | label >> NearDuplicatePairs(radius, limit, plan_for)
+            assert_that(
+                pairs, equal_to(expected_pairs(keys, hashes, radius)), label=f"check_{label}"
+            )
+
+
+def test_empty_input():
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        pairs = (
+            pipeline | beam.Create([("a", 1)]) | beam.Filter(lambda _: False) | NearDuplicatePairs()
+        )
+        assert_that(pairs, equal_to([]))
+
+
+@pytest.mark.parametrize("radius", [0, 1, 4, 8, 10, 12, 32])
+@pytest.mark.parametrize("n_values", [1, 300, 10**6, 10**8])
+def test_plan_covers_every_pair(n_values, radius):
+    blocks = plan_buckets(n_values, radius)
+    assert sum(block.tolerance + 1 for block in blocks) > radius
+    assert all(block.tolerance % 2 == 0 and block.width <= 63 for block in blocks)
+    bits = [bit for block in blocks for bit in range(block.shift, block.shift + block.width)]
+    assert len(bits) == len(set(bits)) and max(bits) < 64
+
+
+def test_plan_for_10_8_images():
+    blocks = plan_buckets(10**8, 8)
+    assert [(b.width, b.tolerance) for b in blocks] == [(22, 2), (21, 2), (21, 2)]
+
+
+def test_pairs_meet_in_their_canonical_bucket():
+    """The canonical key is within reach (tolerance / 2 flips) of both values."""
+    rng = np.random.default_rng(0)
+    block = plan_buckets(10**8, 8)[1]
+    x = rng.integers(0, 2**64, 5000, dtype=np.uint64)
+    flips = rng.integers(0, block.tolerance + 1, len(x))
+    y = x.copy()
+    for round_ in range(block.tolerance):
+        bit = rng.integers(block.shift, block.shift + block.width, len(x)).astype(np.uint64)
+        y[flips > round_] ^= np.uint64(1) << bit[flips > round_]
+    key = _meeting_key(x, y, block)
+    assert np.array_equal(key, _meeting_key(y, x, block))
+    reach = block.tolerance // 2
+    assert (np.bitwise_count(key ^ block.values_of(x)) <= reach).all()
+    assert (np.bitwise_count(key ^ block.values_of(y)) <= reach).all()
+    assert (first_block_within(x ^ y, [block]) == 0).all()
+
+
+def test_hot_bucket_splits_into_every_pair_of_chunks():
+    bucket = (1, 12345)
+    values = list(range(-50, 50))
+    tasks: dict[tuple, list[int]] = {}
+    for value in values:
+        for task, member in _task_records((bucket, value), {bucket: 100}, 30):
+            tasks.setdefault(task, []).append(member)
+    assert {task[2] for task in tasks} == {4}  # ceil(100 / 30) chunks
+    assert {task[3:] for task in tasks} == set(itertools.combinations_with_replacement(range(4), 2))
+    covered = set()
+    for members in tasks.values():
+        covered |= {frozenset(pair) for pair in itertools.combinations(members, 2)}
+    assert len(covered) == len(values) * (len(values) - 1) // 2
+    assert max(len(members) for members in tasks.values()) < 100

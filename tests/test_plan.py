@@ -1,0 +1,64 @@
+"""`unibed plan` on full-size class metadata: the reference label space, exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from beam_jobs.build import plan_build
+from beam_jobs.plan_report import describe_plan, format_plan
+from schemas.recipe import load_recipe
+from unibed.sample.full_metadata import FullMetadataConfig, write_full_metadata
+
+# The real class counts (1,000 synsets, 9,691 SKUs, more than 7,000 landmarks)
+# with fewer images per class than the real data, to keep the test quick.
+CONFIG = FullMetadataConfig(products_images=30_000, gldv2_landmarks=9_000,
+                            gldv2_clean_images=150_000, gldv2_extra_images=1_000)
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("full-metadata"))
+    write_full_metadata(root, CONFIG)
+    recipe = load_recipe("recipes/reference.yaml").with_source_locations(
+        {s: f"{root}/{s}" for s in ("imagenet", "products10k", "gldv2")}
+    )
+    return plan_build(recipe)
+
+
+def test_reference_recipe_yields_the_17691_class_space(plan):
+    assert plan.label_map.num_classes == 17691
+    assert plan.label_map.ranges() == {
+        "imagenet": (0, 999), "products10k": (1000, 10690), "gldv2": (10691, 17690)
+    }
+
+
+def _clean_counts(plan) -> dict[str, int]:
+    index = plan.indexes["gldv2"]
+    counts: dict[str, int] = {}
+    for image_id, landmark in index.listed.items():
+        if image_id in index.subsets["clean"]:
+            counts[landmark] = counts.get(landmark, 0) + 1
+    return counts
+
+
+def test_gldv2_takes_the_7000_landmarks_with_most_clean_images_capped_at_50(plan):
+    counts = _clean_counts(plan)
+    selection = next(s for s in plan.selections if s.source == "gldv2")
+    chosen = set(selection.classes)
+    smallest_chosen = min(counts[c] for c in chosen)
+    assert all(n <= smallest_chosen for label, n in counts.items() if label not in chosen)
+    per_class: dict[str, int] = {}
+    for label in selection.wanted.values():
+        per_class[label] = per_class.get(label, 0) + 1
+    assert per_class == {c: min(50, counts[c]) for c in chosen}
+
+
+def test_plan_report_counts_and_prints(plan):
+    report = describe_plan(plan)
+    gldv2 = next(s for s in report.sources if s.source == "gldv2")
+    chosen = next(s for s in plan.selections if s.source == "gldv2").classes
+    counts = _clean_counts(plan)
+    assert gldv2.images == sum(min(50, counts[c]) for c in chosen)
+    assert report.train_shards % 8 == 0 and report.validation_shards % 8 == 0
+    text = format_plan(report)
+    assert "17691 classes" in text and "10691-17690" in text
