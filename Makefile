@@ -23,6 +23,13 @@ demo: setup
 test: setup
 	.venv/bin/pytest
 
+# Printed figures, never pass/fail (see benchmarks/README.md); ~25 minutes.
+bench: setup
+	.venv/bin/python -m benchmarks.bench_preprocess
+	.venv/bin/python -m benchmarks.bench_hamming_search
+	.venv/bin/python -m benchmarks.bench_dedup_threshold
+	.venv/bin/python -m benchmarks.bench_build
+
 lint: setup
 	.venv/bin/ruff check .
 
