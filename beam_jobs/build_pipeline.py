@@ -392,7 +392,7 @@ def build_pipeline(
     split_bytes = (
         records.record
         | "SplitSize" >> beam.Map(lambda r: (r[0], (len(r[2]), 1)))
-        | "SumSizes" >> beam.CombinePerKey(lambda vs: tuple(map(sum, zip(*vs))) if vs else (0, 0))
+        | "SumSizes" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
         | "ShardCount" >> beam.Map(lambda e: (e[0], shards.num_shards(e[1][0], e[1][1], recipe.shards)))
     )
     # every shard index gets a write, even one the hash left empty

@@ -10,27 +10,31 @@ popcount(h_i ^ h_j) <= r: exactly the pairs brute force finds, sorted.
    is <= t_i (generalised pigeonhole). Per block the values are counting-sorted
    by block value into a dense table; each value looks up the buckets at
    v_i ^ f for every flip mask f with popcount(f) <= t_i, and every candidate
-   is verified. m and the t_i come from a cost model in nanoseconds measured on
-   this machine kind (lookups, candidates, tables, per-step overhead, or plain
-   all-pairs comparison for small inputs): 3 blocks of 21-22 bits with t = 2
-   for r = 8 at 10^6 values.
+   is verified. m and the t_i come from a cost model in nanoseconds calibrated
+   on this machine kind (lookups, candidates, tables, per-step overhead, or
+   plain all-pairs comparison for small inputs): 3 blocks of 21-22 bits with
+   t = 2 for r = 8 at 10^6 values.
 3. No global deduplication: a pair is kept only through the first block in
    which it is within tolerance (decidable from the two values alone), and
    inside a block an unordered pair is looked up from one side only (the
    value whose block has a 0 at the highest bit of f).
-4. Skew: bucket pairs with many members on both sides (a "hot block": many
-   values share a block but differ elsewhere) are not compared all against
-   all. All hot bucket pairs of a block form one batched sub-problem over the
-   remaining bits with radius r - popcount(f), solved by the same search (each
-   bucket pair is a group; values pair only within their group). All-pairs
-   comparison happens only where the cost model prefers it (small groups, or
-   no bits left to split on, where every candidate is an output pair).
+4. Skew. Bits are ranked by how well they separate the values (from a
+   sample) and dealt round-robin to the blocks, so a run of nearly constant
+   bits (many hashes sharing a block) spreads thinly over all blocks instead
+   of making one block's buckets hot, and bits that separate almost nothing
+   can be left out of every block (the pigeonhole argument does not need
+   them). Buckets still hot on both sides of a lookup (>= 32 members: near
+   duplicates, or structure the ranking cannot see) are not compared all
+   against all: their members form one sub-problem over the bits outside the
+   block, solved by the same search, whose pairs are then checked on the
+   block. All-pairs comparison happens only where the cost model prefers it
+   (small groups, or no bits left to split on, where the candidates are output).
 
-Lookups are memory-bound, so the tables are kept small: a uint8 bucket-size
-table answers most lookups, and the first few residents of each bucket are
-copied, as 32-bit fingerprints of the bits outside the block, into per-slot
-columns indexed by key (a lower bound on the distance, so only fingerprint
-matches are verified on the full values).
+Lookups are memory-bound, so the tables are small: a uint8 bucket-size table
+answers most lookups, and the fingerprints (32 bits outside the block, a lower
+bound on the distance) of the first few residents of each bucket sit in one
+row per key, so a hit reads one row instead of offsets and then values; only
+fingerprint matches are verified on the full values.
 
 `find_cross_pairs(left, right, r)` is the bichromatic variant (pairs between
 two sets), used by the Beam transform for split hot buckets.
@@ -47,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 VALUE_BITS = 64
-# Left elements looked up per vectorised step (bounds the candidate arrays).
+# Lookups (or value pairs) handled per vectorised step: bounds the temporary arrays.
 _CHUNK = 1 << 19
 # Groups with at least this many pairs are compared as dense bands.
 _BAND_LANES = 1 << 14
@@ -123,12 +127,13 @@ def find_pairs(hashes: np.ndarray, radius: int) -> np.ndarray:
     Returns int64 of shape (P, 2), sorted lexicographically.
     """
     check_radius(radius)
-    values, members, starts, counts = _distinct(hashes)
+    values, *groups = _distinct(hashes)
     everything = _Side(values, np.zeros(len(values), dtype=np.int64))
     va, vb = _join(everything, everything, 1, VALUE_BITS, radius, mono=True)
-    a, b = _expand_value_pairs(va, vb, (members, starts, counts), (members, starts, counts))
-    across = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
-    return _sorted_pairs(np.concatenate([_pairs_within_groups(members, starts, counts), across]))
+    shift = max(len(hashes) - 1, 1).bit_length()  # bits of the largest index
+    within = _pairs_within_groups(*groups, shift)
+    across = _member_pair_keys(va, vb, groups, groups, shift, ordered=False)
+    return _sorted_pairs(np.concatenate([within, across]), shift)
 
 
 def find_cross_pairs(left: np.ndarray, right: np.ndarray, radius: int) -> np.ndarray:
@@ -144,8 +149,8 @@ def find_cross_pairs(left: np.ndarray, right: np.ndarray, radius: int) -> np.nda
         radius,
         mono=False,
     )
-    a, b = _expand_value_pairs(la, rb, lgroups, rgroups)
-    return _sorted_pairs(np.stack([a, b], axis=1))
+    shift = max(len(right) - 1, 1).bit_length()
+    return _sorted_pairs(_member_pair_keys(la, rb, lgroups, rgroups, shift, ordered=True), shift)
 
 
 def brute_force_pairs(hashes: np.ndarray, radius: int) -> np.ndarray:
@@ -207,6 +212,8 @@ def plan_search(
     useful = {int((collisions <= limit).sum()) for limit in _USEFUL_BIT_COLLISIONS}
     for used in sorted(useful | {bits}):
         for m in range(1, min(used, radius + 1) + 1):
+            if m * (_NS_BLOCK + _NS_TABLE_ELEMENT * tables) >= best_cost:
+                break  # more blocks only cost more
             n_used = min(used, m * max_width)
             members = [ranked[j:n_used:m] for j in range(m)]
             widths = [len(bits_of_block) for bits_of_block in members]
@@ -389,7 +396,7 @@ def _band_pairs(lvalues, rvalues, radius: int, mono: bool) -> tuple[np.ndarray, 
     for start in range(0, len(lvalues), rows):
         right_from = start + 1 if mono else 0  # mono: only the upper triangle
         band = lvalues[start : start + rows, None] ^ rvalues[None, right_from:]
-        i, j = np.nonzero(np.bitwise_count(band) <= radius)
+        i, j = np.divmod(np.flatnonzero(np.bitwise_count(band) <= radius), band.shape[1])
         i += start
         j += right_from
         upper = i < j if mono else slice(None)
@@ -582,25 +589,40 @@ def _range_candidates(lpos, first, count) -> Iterator[tuple[np.ndarray, np.ndarr
         yield lpos[piece][owner], rpos
 
 
-def _expand_value_pairs(va, vb, a_groups, b_groups) -> tuple[np.ndarray, np.ndarray]:
-    """Every (member of va[p], member of vb[p]) index pair."""
+def _member_pair_keys(va, vb, a_groups, b_groups, shift: int, ordered: bool) -> np.ndarray:
+    """Every (member of va[p], member of vb[p]) as i << shift | j, a chunk of pairs at a time.
+
+    ordered: i is the member of va (else i is the smaller index).
+    """
     a_members, a_starts, a_counts = a_groups
     b_members, b_starts, b_counts = b_groups
-    pair, a_slot = _expand_ranges(a_starts[va], a_counts[va])
-    b_of = vb[pair]
-    a_rep, b_slot = _expand_ranges(b_starts[b_of], b_counts[b_of])
-    return a_members[a_slot[a_rep]], b_members[b_slot]
+    keys = [np.empty(0, dtype=np.int64)]
+    for start in range(0, len(va), _CHUNK):
+        pair, a_slot = _expand_ranges(
+            a_starts[va[start : start + _CHUNK]], a_counts[va[start : start + _CHUNK]]
+        )
+        b_of = vb[start : start + _CHUNK][pair]
+        a_rep, b_slot = _expand_ranges(b_starts[b_of], b_counts[b_of])
+        i, j = a_members[a_slot[a_rep]], b_members[b_slot]
+        if not ordered:
+            i, j = np.minimum(i, j), np.maximum(i, j)
+        keys.append((i << shift) | j)
+    return np.concatenate(keys)
 
 
-def _pairs_within_groups(members, starts, counts) -> np.ndarray:
+def _pairs_within_groups(members, starts, counts, shift: int) -> np.ndarray:
+    """Every pair of members of one value, as i << shift | j with i < j."""
     slot = np.arange(len(members))
     later = np.repeat(starts + counts, counts) - slot - 1
     owner, partner = _expand_ranges(slot + 1, later)
-    return np.stack([members[owner], members[partner]], axis=1)
+    return (members[owner] << shift) | members[partner]
 
 
-def _sorted_pairs(pairs: np.ndarray) -> np.ndarray:
-    """Pairs sorted lexicographically (one sort of i << s | j: far faster than lexsort)."""
-    shift = int(pairs[:, 1].max(initial=0)).bit_length()
-    combined = np.sort((pairs[:, 0] << shift) | pairs[:, 1])
-    return np.stack([combined >> shift, combined & ((1 << shift) - 1)], axis=1)
+def _sorted_pairs(keys: np.ndarray, shift: int) -> np.ndarray:
+    """(i, j) rows from keys i << shift | j, sorted (one sort of the keys: far faster than
+    lexsort, and no (P, 2) temporaries)."""
+    keys.sort()
+    pairs = np.empty((len(keys), 2), dtype=np.int64)
+    np.right_shift(keys, shift, out=pairs[:, 0])
+    np.bitwise_and(keys, (1 << shift) - 1, out=pairs[:, 1])
+    return pairs

@@ -41,22 +41,28 @@ records against pair comparisons, for the number n of distinct hashes
 (counted by the pipeline, or given as `plan_for`).
 
 Sizing for 10^8 images (radius 8; the plan is then 3 blocks of 22, 21 and 21
-bits with s = 1, t = 2):
-- shuffle records per image: 1 for the identical-hash grouping, 67 bucket
-  records per distinct hash (23 + 22 + 22), and 2 per output pair in the join
-  back to keys (plus the bucket-size counts, combined per worker before the
-  shuffle);
-- bucket sizes: a bucket holds the values within one flip of its key on its
-  block, 23 * 10^8 / 2^22 = 550 (22-bit block) and 22 * 10^8 / 2^21 = 1,050
-  (21-bit blocks) on average for uniform hashes; 8.4 million buckets;
-- worker memory: one bucket (about 1,000 hashes, 8 KB) or one split task
-  (<= 2 * max_bucket_size hashes), plus the key lists of one hash value and
-  its pairs in the join back;
-- verification: all pairs inside the buckets, sum of B^2 / 2 = 2^22 * 550^2 / 2
-  + 2 * 2^21 * 1,050^2 / 2 = 2.9 * 10^12 comparisons; the in-bucket search
-  compares a 1,000-hash bucket in about 1 ms (measured, 2-core VM), so about
-  2.5 core-hours, plus the per-bucket overhead (8.4 M groups); the shuffle
-  moves about 6.7 * 10^9 records (roughly 130 GB at ~20 bytes each).
+bits with s = 1, t = 2; figures for uniform hashes, measured where marked on
+this project's 2-core VM):
+- shuffle records per image: 1 for the identical-hash grouping, 67 task
+  records per distinct hash (23 + 22 + 22 buckets; about 25 bytes each, so
+  some 170 GB in all), 2 for the join back to keys, and 2 per output pair;
+  plus the bucket-size counts, combined per worker before their shuffle;
+- bucket sizes: a bucket holds the hashes within one flip of its key on its
+  block: 23 * 10^8 / 2^22 = 550 (22-bit block) and 22 * 10^8 / 2^21 = 1,050
+  (21-bit blocks) on average, in 2^22 + 2 * 2^21 = 8.4 million buckets;
+- worker memory: one task at a time, one bucket (about 1,000 hashes, tens of
+  KB as Python ints) or one split task (at most about 2 * max_bucket_size
+  hashes, a few MB); in the join back, the image keys of one hash value and
+  its pairs. Nothing holds all hashes: the count is a combiner and the plan
+  depends only on it;
+- verification: every pair inside every bucket, sum of B^2 / 2 =
+  2^22 * 550^2 / 2 + 2 * 2^21 * 1,050^2 / 2 = 2.9 * 10^12 comparisons: the
+  in-bucket search takes 1.5 ms for 550 hashes and 2.6 ms for 1,050
+  (measured), about 5 core-hours in all, on top of Beam's own per-record
+  costs for the 6.7 * 10^9 shuffled records. Buckets grow linearly with the
+  number of images at a fixed plan, so the in-bucket work grows with its
+  square until the plan changes (between 4 and 6 * 10^8 distinct hashes the
+  cost model switches to 2 blocks of 32 bits, 529 keys each).
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ _UNSIGNED = (1 << VALUE_BITS) - 1
 _CHUNK_HASH = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads values over chunks
 # Cost model of the plan: one shuffled record against one pair comparison (ns).
 _RECORD_NS = 500.0
-_COMPARISON_NS = 2.0
+_COMPARISON_NS = 5.0
 
 
 def plan_buckets(n_values: int, radius: int) -> tuple[Block, ...]:
@@ -136,16 +142,19 @@ class NearDuplicatePairs(beam.PTransform):
             )
         else:
             n_values = self.plan_for
-        bucketed = values | "Buckets" >> beam.FlatMap(_bucket_records, n_values, self.radius)
         hot = (
-            bucketed
-            | "BucketKeys" >> beam.Keys()
+            values
+            | "BucketKeys" >> beam.FlatMap(_buckets_of, n_values, self.radius)
             | "BucketSizes" >> beam.combiners.Count.PerElement()
             | "HotBuckets" >> beam.Filter(lambda kv, limit: kv[1] > limit, self.max_bucket_size)
         )
+        # The buckets are derived again here rather than kept from above: waiting for
+        # the hot-bucket side input would otherwise materialise every bucket record.
+        tasks = values | "Tasks" >> beam.FlatMap(
+            _task_records, n_values, self.radius, beam.pvalue.AsDict(hot), self.max_bucket_size
+        )
         value_pairs = (
-            bucketed
-            | "Tasks" >> beam.FlatMap(_task_records, beam.pvalue.AsDict(hot), self.max_bucket_size)
+            tasks
             | "ByTask" >> beam.GroupByKey()
             | "Search" >> beam.FlatMap(_task_pairs, n_values, self.radius)
         )
@@ -195,30 +204,37 @@ def _bucket_plan(
     return blocks, reaches
 
 
-def _bucket_records(value: int, n_values: int, radius: int):
+def _buckets_of(value: int, n_values: int, radius: int):
+    """The bucket keys (block index, block value within reach) a value is emitted under."""
     blocks, reaches = _bucket_plan(n_values, radius)
     unsigned = value & _UNSIGNED
     for index, (block, masks) in enumerate(zip(blocks, reaches)):
         own = (unsigned >> block.shift) & ((1 << block.width) - 1)
         for mask in masks:
-            yield (index, own ^ mask), value
+            yield index, own ^ mask
+
+
+def _task_records(value: int, n_values: int, radius: int, hot: dict, max_bucket_size: int):
+    for bucket in _buckets_of(value, n_values, radius):
+        for task in _bucket_tasks(bucket, value, hot, max_bucket_size):
+            yield task, value
 
 
 def _chunks_of(values: np.ndarray, n_chunks: int) -> np.ndarray:
     return ((values * np.uint64(_CHUNK_HASH)) >> np.uint64(32)) % np.uint64(n_chunks)
 
 
-def _task_records(record, hot: dict, max_bucket_size: int):
-    """A light bucket is one task; a hot one becomes one task per pair of its chunks."""
-    bucket, value = record
+def _bucket_tasks(bucket: tuple, value: int, hot: dict, max_bucket_size: int):
+    """A light bucket is one task; a hot one becomes one task per pair of its chunks:
+    (block index, key, chunks, chunk a, chunk b), a <= b."""
     size = hot.get(bucket)
     if size is None:
-        yield (*bucket, 1, 0, 0), value
+        yield (*bucket, 1, 0, 0)
         return
     n_chunks = -(-size // max_bucket_size)
     own = int(_chunks_of(np.array([value], dtype=np.int64).view(np.uint64), n_chunks)[0])
     for other in range(n_chunks):
-        yield (*bucket, n_chunks, min(own, other), max(own, other)), value
+        yield (*bucket, n_chunks, min(own, other), max(own, other))
 
 
 def _task_pairs(task, n_values: int, radius: int):

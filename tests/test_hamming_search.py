@@ -81,17 +81,23 @@ def test_skewed_hashes(radius):
 
 
 def test_hot_buckets_take_the_sub_problem_path(monkeypatch):
+    """Clusters of about 100 near-identical hashes make hot buckets on both sides."""
     calls = []
     original = hamming_search._BlockSearch._hot_pairs
 
     def spy(self, *args):
-        calls.append(len(self.left.values))
+        calls.append(self.mono)
         return original(self, *args)
 
     monkeypatch.setattr(hamming_search._BlockSearch, "_hot_pairs", spy)
+    hashes = clustered(8000, seed=3, cluster_size=100, most_flips=3)
+    left, right = hashes[:4000], hashes[4000:]
     for radius in [4, 8]:
-        assert_exact(clustered(5000, seed=3, cluster_size=100, most_flips=3), radius)
-    assert calls
+        assert_exact(left, radius)
+        i, j = np.nonzero(np.bitwise_count(left[:, None] ^ right[None, :]) <= radius)
+        found = find_cross_pairs(left, right, radius)
+        np.testing.assert_array_equal(found, np.stack([i, j], axis=1))
+    assert True in calls and False in calls
 
 
 def test_edge_values():

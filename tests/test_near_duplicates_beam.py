@@ -13,8 +13,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs.hamming_search import brute_force_pairs, first_block_within
 from beam_jobs.near_duplicates import (
     NearDuplicatePairs,
+    _bucket_tasks,
     _meeting_key,
-    _task_records,
     plan_buckets,
 )
 
@@ -113,8 +113,8 @@ def test_hot_bucket_splits_into_every_pair_of_chunks():
     values = list(range(-50, 50))
     tasks: dict[tuple, list[int]] = {}
     for value in values:
-        for task, member in _task_records((bucket, value), {bucket: 100}, 30):
-            tasks.setdefault(task, []).append(member)
+        for task in _bucket_tasks(bucket, value, {bucket: 100}, 30):
+            tasks.setdefault(task, []).append(value)
     assert {task[2] for task in tasks} == {4}  # ceil(100 / 30) chunks
     assert {task[3:] for task in tasks} == set(itertools.combinations_with_replacement(range(4), 2))
     covered = set()
