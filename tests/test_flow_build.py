@@ -3,6 +3,8 @@ Beam counters in the run's logs, the summary artifact in Prefect."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -11,6 +13,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.logging.handlers import APILogHandler
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.build_dataset import build_dataset_flow
@@ -33,14 +36,20 @@ def test_flow_builds_the_sample_and_reports_in_prefect(prefect_server, sample_ro
         assert acc["inputs"] == acc["written"] + acc["duplicates"] + acc["rejected"]
 
     run_id = state.state_details.flow_run_id
+    APILogHandler().flush()  # run logs reach the server in batches
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
         )
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        messages = ""
+        for _ in range(30):  # and the server stores them a moment later
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            messages = "\n".join(log.message for log in logs)
+            if "beam counter records_written" in messages:
+                break
+            time.sleep(1)
     (summary,) = [a for a in artifacts if a.key == "dataset-summary"]
     assert "| gldv2 | 20-29 |" in summary.data
-    messages = "\n".join(log.message for log in logs)
     assert "beam counter records_written" in messages
 
     again = build_dataset_flow(recipe="recipes/sample.yaml", output=output, sources=sources)
