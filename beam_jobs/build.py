@@ -184,14 +184,11 @@ def build_dataset(recipe: Recipe, options: PipelineOptions | None = None, run_id
     start = time.perf_counter()
     plan = plan_build(recipe)  # bad sources fail here, before any heavy work
     output, run_id = recipe.output, run_id or uuid.uuid4().hex
-    publish.acquire_lock(output, run_id)
-    try:
+    with publish.build_lock(output, run_id):
         if publish.prepare_output(output, recipe.digest(), run_id) == "complete":
             return BuildResult(output, "complete", existing_manifest(output))
         counters = run_build(plan, options)
         manifest = assemble_manifest(plan)
         validate_build(plan, manifest)
         publish_build(plan, manifest)
-    finally:
-        publish.release_lock(output, run_id)
     return BuildResult(output, "built", manifest, time.perf_counter() - start, counters)

@@ -7,9 +7,9 @@ and each object write is atomic), so a reader sees either no manifest or the
 whole one. An output with files but no manifest is PARTIAL: a failed or
 interrupted run, never mistaken for a dataset.
 
-A run goes: `acquire_lock` -> `prepare_output` ("complete": nothing to do;
-"build": the output is empty) -> write shards and reports ->
-`validate_output` -> `publish_manifest` -> `release_lock`. The lock
+A run goes, inside `with build_lock(...)` (acquire_lock ... release_lock):
+`prepare_output` ("complete": nothing to do; "build": the output is empty)
+-> write shards and reports -> `validate_output` -> `publish_manifest`. The lock
 (`_BUILDING`, holding the run id, created only if absent) keeps two builds
 from writing into one output. A run that died holding it leaves it behind:
 remove it by hand once no build is running.
@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -116,6 +118,16 @@ def release_lock(output_dir: str, run_id: str) -> None:
     if holder != run_id:
         raise _locked(output_dir, holder)
     storage.delete([storage.join(output_dir, LOCK)])
+
+
+@contextmanager
+def build_lock(output_dir: str, run_id: str) -> Iterator[None]:
+    """Hold the output's build lock for the duration of a `with` block."""
+    acquire_lock(output_dir, run_id)
+    try:
+        yield
+    finally:
+        release_lock(output_dir, run_id)
 
 
 def publish_manifest(output_dir: str, manifest: Manifest) -> None:

@@ -92,8 +92,7 @@ def build_dataset_flow(
         spec = spec.with_source_locations(sources)
     build_plan = plan(spec)
     run_id = uuid.uuid4().hex
-    publish.acquire_lock(spec.output, run_id)
-    try:
+    with publish.build_lock(spec.output, run_id):
         if publish.prepare_output(spec.output, spec.digest(), run_id) == "complete":
             logger.info("%s already holds this recipe's dataset: nothing to do", spec.output)
             manifest, status = build.existing_manifest(spec.output), "complete"
@@ -103,8 +102,6 @@ def build_dataset_flow(
             validate(build_plan, manifest)
             publish_output(build_plan, manifest)
             status = "built"
-    finally:
-        publish.release_lock(spec.output, run_id)
     create_markdown_artifact(summary_markdown(manifest, spec.output), key="dataset-summary",
                              description="label space and accounting")
     return {
