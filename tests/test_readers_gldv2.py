@@ -8,6 +8,7 @@ import tarfile
 
 import pytest
 from PIL import Image
+from test_readers import tar_bytes  # tests/ is on sys.path under pytest
 
 from beam_jobs.sources import gldv2, iter_source, open_index, read_location
 from schemas.errors import ChecksumError, SourceLayoutError
@@ -36,16 +37,9 @@ def member_path(image_id: str) -> str:
 
 
 def write_tar(path, members: list[tuple[str, bytes]], extra=()) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for info in extra:
-            tar.addfile(info)
-    path.write_bytes(out.getvalue())
-    return out.getvalue()
+    data = tar_bytes(members, extra)
+    path.write_bytes(data)
+    return data
 
 
 def write_md5(root, tar_name: str, data: bytes) -> str:
