@@ -149,7 +149,7 @@ def _process(image: Image.Image, data: bytes, spec: ImageSpec) -> ProcessedImage
         except ValueError as e:  # a mode Pillow cannot turn into RGB
             return Rejected(RejectReason.NOT_AN_IMAGE, f"{name} mode {source_mode}: {e}")
         stored = _upright(_resize(rgb, stored_size, factor // dct_scale, spec.resize), orientation)
-        jpeg = _encode_jpeg(stored, spec.jpeg_quality)
+        jpeg = encode_jpeg(stored, spec.jpeg_quality)
 
     if orientation in _TURNS_SIDEWAYS:
         width, height = height, width
@@ -304,7 +304,7 @@ def _exif_orientation(image: Image.Image) -> int:
         return 1  # unreadable EXIF: keep the pixels as stored rather than lose the image
 
 
-def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+def encode_jpeg(image: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
     # No exif= or icc_profile=, so the file carries no metadata: the orientation is
     # already applied, and identical pixels give identical bytes whatever the source held.

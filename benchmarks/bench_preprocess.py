@@ -28,6 +28,7 @@ from beam_jobs.preprocess import (
     REDUCING_GAP,
     RESAMPLE,
     ProcessedImage,
+    encode_jpeg,
     jpeg_without_metadata,
     preprocess,
 )
@@ -81,12 +82,6 @@ def decoded_at(data: bytes, scale: int) -> Image.Image:
     return image
 
 
-def encoded(image: Image.Image, quality: int) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality, subsampling="4:2:0")
-    return out.getvalue()
-
-
 def size_of(result: ProcessedImage) -> str:
     return f"{result.width}x{result.height}"
 
@@ -107,13 +102,13 @@ def stage_workloads(files: list[bytes], results: dict[str, list], quality: int) 
     if pow2.jpeg == jpeg_without_metadata(files[0]):
         stages["strip metadata", "pow2"] = (jpeg_without_metadata, files)
     else:
-        stages[f"JPEG encode {size_of(pow2)}", "pow2"] = (lambda im: encoded(im, quality), decoded)
+        stages[f"JPEG encode {size_of(pow2)}", "pow2"] = (lambda im: encode_jpeg(im, quality), decoded)
     return stages | {
         (f"pHash (ours) {size_of(pow2)}", "pow2"): (phash, decoded),
         (f"resize {RESAMPLE.name} to {size_of(exact)}", "exact"): (
             lambda im: im.resize(exact_size, RESAMPLE, reducing_gap=REDUCING_GAP), decoded),
         (f"pHash (ours) {size_of(exact)}", "exact"): (phash, resized),
-        (f"JPEG encode {size_of(exact)}", "exact"): (lambda im: encoded(im, quality), resized),
+        (f"JPEG encode {size_of(exact)}", "exact"): (lambda im: encode_jpeg(im, quality), resized),
         (f"pHash (imagehash) {size_of(exact)}", "for comparison"): (imagehash.phash, resized),
     }
 
