@@ -1,21 +1,21 @@
 """TF-free encoding of shard records as tf.train.Example protos.
 
-Data-plane side of the process boundary (see DESIGN.md): it uses the
-`tfrecord` package's Example protos and must never share a process with
-TensorFlow (both register `tensorflow.Example` in the protobuf pool).
+Data-plane side of the process boundary (see DESIGN.md): Beam workers never
+need TensorFlow installed. The message classes come from a private descriptor
+pool (beam_jobs/example_proto.py), so this module may share a process with
+TensorFlow (tests, a launcher that also trains).
 """
 
 from __future__ import annotations
 
-from tfrecord import example_pb2
-
+from beam_jobs.example_proto import Example
 from schemas.features import FEATURES, FEATURES_BY_KEY, validate_example
 
 
 def encode_example(values: dict) -> bytes:
     """Validate and serialise one record. Deterministic: map keys are sorted."""
     validate_example(values)
-    example = example_pb2.Example()
+    example = Example()
     feature_map = example.features.feature
     for f in FEATURES:
         value = values[f.key]
@@ -29,7 +29,7 @@ def encode_example(values: dict) -> bytes:
 
 def decode_example(serialized: bytes) -> dict:
     """Parse a record back into {key: value} (bytes or int), for validation and reports."""
-    example = example_pb2.Example.FromString(serialized)
+    example = Example.FromString(serialized)
     out = {}
     for key, feature in example.features.feature.items():
         spec = FEATURES_BY_KEY.get(key)
