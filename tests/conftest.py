@@ -29,3 +29,17 @@ def sample_root(tmp_path_factory) -> str:
 def ground_truth(sample_root) -> dict:
     with open(os.path.join(sample_root, "ground_truth.json")) as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def sample_build(sample_root, tmp_path_factory):
+    """The sample built once per session with the sample recipe (a BuildResult:
+    `.output` is the folder holding manifest.json and the shards)."""
+    from beam_jobs.build import build_dataset
+    from schemas.recipe import load_recipe
+
+    output = str(tmp_path_factory.mktemp("sample-build") / "out")
+    recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "recipes", "sample.yaml"))
+    locations = {s.name: os.path.join(sample_root, s.name) for s in recipe.sources}
+    recipe = recipe.with_source_locations(locations).with_overrides(output=output)
+    return build_dataset(recipe)
