@@ -62,6 +62,12 @@ def plan_build(recipe: Recipe) -> BuildPlan:
     return BuildPlan(recipe, indexes, selections, label_map)
 
 
+def recipe_locations(recipe: Recipe) -> dict[str, str]:
+    """Every location the Beam workers read or write, by what it is (exclusion
+    sets are read by the launcher while it builds the graph)."""
+    return {**{f"source {s.name}": s.location for s in recipe.sources}, "output": recipe.output}
+
+
 def default_pipeline_options() -> PipelineOptions:
     # FnApiRunner: Beam's local portable runner, without the DirectRunner's
     # attempt to download Prism (REFERENCE section 7).
@@ -171,7 +177,7 @@ def validate_build(plan: BuildPlan, manifest: Manifest) -> None:
 
 def publish_build(plan: BuildPlan, manifest: Manifest) -> None:
     output = plan.recipe.output
-    storage.delete([storage.join(output, WORK)])
+    storage.delete_tree(storage.join(output, WORK))
     publish.publish_manifest(output, manifest)
 
 

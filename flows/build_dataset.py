@@ -5,18 +5,25 @@ Beam counters go to the run's log and a summary artifact (label space and
 accounting) is attached to the run. The flow holds the output's build lock
 for the whole run; a rerun over a complete output of the same recipe is a
 no-op that says so.
+
+`runner` picks the Beam runner ("local", "local-multiprocess", "dataflow";
+beam_jobs/runner_options.py) and `runner_options` its settings (project,
+region, temp_location, ...). Both are validated, and for Dataflow every
+source and the output must be gs://, before the plan reads any metadata.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from apache_beam.options.pipeline_options import PipelineOptions
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from beam_jobs import build, publish
+from beam_jobs import runner_options as runner_options_module
+from beam_jobs.runner_options import RunnerConfig
 from schemas.manifest import Manifest
 from schemas.recipe import load_recipe
 
@@ -36,11 +43,13 @@ def plan(recipe):
 
 
 @_task(name="beam-build")
-def run_beam(build_plan, runner: str):
-    options = PipelineOptions(flags=[], runner=runner)
+def run_beam(build_plan, config: RunnerConfig):
+    logger = get_run_logger()
+    options = runner_options_module.pipeline_options(config)
+    logger.info("beam runner %s: %s", config.runner, runner_options_module.describe(options))
     counters = build.run_build(build_plan, options)
     for name, value in sorted(counters.items()):
-        get_run_logger().info("beam counter %s = %d", name, value)
+        logger.info("beam counter %s = %d", name, value)
     return counters
 
 
@@ -82,14 +91,17 @@ def build_dataset_flow(
     recipe: str = "recipes/sample.yaml",
     output: str | None = None,
     sources: dict[str, str] | None = None,
-    runner: str = "FnApiRunner",
+    runner: str = "local",
+    runner_options: dict[str, Any] | None = None,
 ) -> dict:
     """Build the dataset a recipe describes; `sources` ({name: location}) and
     `output` override the recipe's locations (local paths or gs:// URLs)."""
     logger = get_run_logger()
+    config = runner_options_module.runner_config(runner=runner, **(runner_options or {}))
     spec = load_recipe(recipe, output=output)
     if sources:
         spec = spec.with_source_locations(sources)
+    runner_options_module.check_locations(config, build.recipe_locations(spec))
     build_plan = plan(spec)
     run_id = uuid.uuid4().hex
     with publish.build_lock(spec.output, run_id):
@@ -97,7 +109,7 @@ def build_dataset_flow(
             logger.info("%s already holds this recipe's dataset: nothing to do", spec.output)
             manifest, status = build.existing_manifest(spec.output), "complete"
         else:
-            run_beam(build_plan, runner)
+            run_beam(build_plan, config)
             manifest = assemble(build_plan)
             validate(build_plan, manifest)
             publish_output(build_plan, manifest)

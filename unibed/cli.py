@@ -73,11 +73,34 @@ def _parse_sources(specs: list[str] | None) -> dict[str, str]:
     return out
 
 
+_RUNNER_FLAGS = ("num_workers", "project", "region", "temp_location", "staging_location",
+                 "service_account_email", "machine_type", "max_num_workers", "network", "subnetwork",
+                 "sdk_container_image", "job_name")
+
+
+def _runner_options(args) -> dict:
+    """The build's runner settings from its flags (only those given)."""
+    options = {name: getattr(args, name) for name in _RUNNER_FLAGS if getattr(args, name, None) is not None}
+    if getattr(args, "no_public_ips", False):
+        options["use_public_ips"] = False
+    for spec in getattr(args, "label", None) or []:
+        key, sep, value = spec.partition("=")
+        if not sep:
+            raise SchemaError(f"--label takes KEY=VALUE, got {spec!r}")
+        options.setdefault("labels", {})[key] = value
+    return options
+
+
 def _cmd_build(args) -> int:
+    from beam_jobs.runner_options import runner_config
     from flows.build_dataset import build_dataset_flow
 
+    runner = getattr(args, "runner", "local")
+    options = _runner_options(args)
+    runner_config(runner=runner, **options)  # a bad runner setting fails here, before Prefect starts
     start = time.perf_counter()
-    result = build_dataset_flow(recipe=args.recipe, output=args.output, sources=_parse_sources(args.source))
+    result = build_dataset_flow(recipe=args.recipe, output=args.output, sources=_parse_sources(args.source),
+                                runner=runner, runner_options=options)
     seconds = time.perf_counter() - start
     print(f"\ndataset {result['status']} at {result['output']} ({seconds:.0f}s): "
           f"{result['num_classes']} classes, records " + ", ".join(f"{k}={v}" for k, v in result["records"].items()))
@@ -137,6 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="override the recipe's output (folder or gs:// URL)")
     p.add_argument("--source", action="append", metavar="NAME=LOCATION",
                    help="read this source from LOCATION instead of the recipe's (repeatable)")
+    beam = p.add_argument_group("Beam runner (see beam_jobs/runner_options.py)")
+    beam.add_argument("--runner", choices=("local", "local-multiprocess", "dataflow"), default="local")
+    beam.add_argument("--num-workers", type=int,
+                      help="local-multiprocess: worker processes (default 2); dataflow: initial workers")
+    beam.add_argument("--project", help="dataflow: GCP project")
+    beam.add_argument("--region", help="dataflow: region, e.g. europe-west4")
+    beam.add_argument("--temp-location", help="dataflow: gs:// folder for temporary files")
+    beam.add_argument("--staging-location", help="dataflow: gs:// folder for staged code (default: TEMP/staging)")
+    beam.add_argument("--service-account-email", help="dataflow: the workers' service account")
+    beam.add_argument("--machine-type", help="dataflow: worker machine type, e.g. n2-standard-4")
+    beam.add_argument("--max-num-workers", type=int, help="dataflow: autoscaling ceiling")
+    beam.add_argument("--network", help="dataflow: VPC network")
+    beam.add_argument("--subnetwork", help="dataflow: subnetwork, e.g. regions/REGION/subnetworks/NAME")
+    beam.add_argument("--no-public-ips", action="store_true", help="dataflow: workers get private IPs only")
+    beam.add_argument("--sdk-container-image", help="dataflow: worker image with the pinned dependencies")
+    beam.add_argument("--job-name", help="dataflow: job name (lowercase letters, digits, '-')")
+    beam.add_argument("--label", action="append", metavar="KEY=VALUE", help="dataflow: job label (repeatable)")
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("plan", help="metadata only: label space, image counts, bytes, shards, cost")
