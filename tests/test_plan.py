@@ -62,3 +62,18 @@ def test_plan_report_counts_and_prints(plan):
     assert report.train_shards % 8 == 0 and report.validation_shards % 8 == 0
     text = format_plan(report)
     assert "17691 classes" in text and "10691-17690" in text
+
+
+def test_cloud_estimate_is_bounded_by_the_slower_of_cpu_and_reading(plan):
+    from beam_jobs.plan_report import CloudAssumptions, estimate_cloud
+
+    report = describe_plan(plan)
+    gldv2 = next(s for s in report.sources if s.source == "gldv2")
+    assert gldv2.read_bytes == 500e9  # its tars are streamed whole, whatever the selection
+    cloud = CloudAssumptions(workers=2, vcpus_per_worker=1, read_mb_s_per_worker=1e9, startup_hours=0)
+    cpu_bound = estimate_cloud(report, cloud)
+    assert cpu_bound.hours == pytest.approx(report.cpu_hours / 2)
+    assert cpu_bound.usd == pytest.approx(cpu_bound.hours * 2 * cloud.usd_per_worker_hour)
+    slow_reads = CloudAssumptions(workers=2, read_mb_s_per_worker=1.0, startup_hours=0)
+    assert estimate_cloud(report, slow_reads).hours == pytest.approx(report.read_bytes / 2e6 / 3600)
+    assert "Dataflow estimate: 16 workers" in format_plan(report)
