@@ -7,9 +7,19 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup system-deps demo test bench lint clean
 
-setup: .venv/.synced
+setup: system-deps .venv/.synced
+
+# Debian's Chromium + ChromeDriver drive the web page's browser tests
+# (tests/test_webapp_browser.py); installed once, as root or through sudo.
+system-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; }
+	@# terraform fmt's formatter (hclwrite as WebAssembly): no terraform binary installs offline
+	@test -d .tools/node_modules/@cdktf/hcl-tools || npm install --silent --no-audit --no-fund \
+	  --prefix .tools @cdktf/hcl-tools@0.21.0
 
 # uv comes from PyPI through pip; it then installs exactly what uv.lock pins.
 .venv/.synced: pyproject.toml uv.lock

@@ -98,6 +98,10 @@ def _ref(expr: str, rtype: str) -> str:
 # ------------------------------------------------------------------ formatting
 
 def _node_path() -> str | None:
+    """`make setup` installs the formatter under .tools/ (a global install also works)."""
+    local = INFRA.parent / ".tools" / "node_modules"
+    if shutil.which("node") and (local / "@cdktf" / "hcl-tools").is_dir():
+        return str(local)
     npm = shutil.which("npm")
     if not shutil.which("node") or not npm:
         return None
@@ -109,7 +113,7 @@ def _node_path() -> str | None:
 def _hclfmt(files: list[Path]) -> subprocess.CompletedProcess:
     node_path = _node_path()
     if node_path is None:
-        pytest.skip("hclwrite formatter not installed: npm install -g @cdktf/hcl-tools@0.21.0")
+        pytest.skip("hclwrite formatter not installed: run make setup (needs node and npm)")
     return subprocess.run([shutil.which("node"), str(INFRA / "tools" / "hclfmt.cjs"),
                            *map(str, files)], check=False, capture_output=True, text=True,
                           env={**os.environ, "NODE_PATH": node_path})
