@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.errors import SchemaError
 
 RUNNERS = ("local", "local-multiprocess", "dataflow")
-# The data plane never imports these (DESIGN.md, the process boundary); pruned
-# with everything only they need. infra/worker/requirements.txt is generated
-# the same way (see worker_requirements()).
-WORKER_PRUNED = ("tensorflow", "keras", "keras-hub")
+# Workers run beam_jobs, schemas and unibed only: never the trainer (DESIGN.md,
+# the process boundary) nor Prefect. Pruned with everything only they need;
+# infra/export_requirements.py prunes the same for infra/worker/requirements.txt.
+WORKER_PRUNED = ("tensorflow", "keras", "keras-hub", "prefect")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 _DATAFLOW_ONLY = (
@@ -168,11 +168,12 @@ def describe(options: PipelineOptions) -> dict:
     return {k: v for k, v in options.get_all_options(drop_default=True).items() if v is not None}
 
 
-def _uv() -> str:
-    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if not Path(found).exists():
-        raise SchemaError("packaging the pipeline for Dataflow needs `uv` (make setup installs it)")
-    return found
+def _uv() -> list[str]:
+    # on PATH, next to this interpreter, or the module the Makefile installs
+    for found in (shutil.which("uv"), str(Path(sys.executable).with_name("uv"))):
+        if found and Path(found).exists():
+            return [found]
+    return ["python3", "-m", "uv"]
 
 
 def _project_root() -> Path:
@@ -185,8 +186,7 @@ def _project_root() -> Path:
 def build_wheel(out_dir: str) -> str:
     """Build this checkout's wheel (the code Dataflow workers import) into out_dir."""
     root = _project_root()
-    done = subprocess.run([_uv(), "build", "--wheel", "--out-dir", out_dir, str(root)],
-                          capture_output=True, text=True, check=False)
+    done = _run([*_uv(), "build", "--wheel", "--out-dir", out_dir, str(root)], root)
     wheels = sorted(Path(out_dir).glob("unibed-*.whl"))
     if done.returncode != 0 or not wheels:
         raise SchemaError(f"uv build failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -196,14 +196,21 @@ def build_wheel(out_dir: str) -> str:
 def worker_requirements() -> str:
     """Pinned worker dependencies: uv.lock's runtime closure without the trainer's
     TensorFlow/Keras (WORKER_PRUNED) and without unibed itself (it ships as the wheel)."""
-    command = [_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+    command = [*_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
                "--no-annotate", "--no-header"]
     for name in WORKER_PRUNED:
         command += ["--prune", name]
-    done = subprocess.run(command, cwd=_project_root(), capture_output=True, text=True, check=False)
+    done = _run(command, _project_root())
     if done.returncode != 0:
         raise SchemaError(f"uv export failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stdout
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise SchemaError("packaging the pipeline for Dataflow needs `uv` (make setup installs it)") from None
 
 
 def write_worker_requirements(out_dir: str) -> str:

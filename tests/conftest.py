@@ -43,3 +43,44 @@ def sample_build(sample_root, tmp_path_factory):
     locations = {s.name: os.path.join(sample_root, s.name) for s in recipe.sources}
     recipe = recipe.with_source_locations(locations).with_overrides(output=output)
     return build_dataset(recipe)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A real local GCS server (gcp-storage-emulator) for the session; its
+    environment (STORAGE_EMULATOR_HOST, fake credentials, project) is exported
+    to this process and every subprocess it starts. See tests/gcs_emulator.py."""
+    from gcs_emulator import start_emulator
+
+    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
+                                            "GOOGLE_CLOUD_PROJECT")}
+    emulator = start_emulator()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def gcs_sample(gcs_emulator, sample_root) -> str:
+    """The generated sample uploaded to gs://unibed-sources/sample."""
+    from gcs_emulator import upload_tree
+
+    gcs_emulator.create_bucket("unibed-sources")
+    return upload_tree(sample_root, "gs://unibed-sources/sample")
+
+
+@pytest.fixture(scope="session")
+def local_build(sample_root, tmp_path_factory):
+    """The sample built once on the single-process local runner: the reference
+    that gs:// and multi-process builds must reproduce byte for byte."""
+    from test_build import sample_recipe
+
+    from beam_jobs.build import build_dataset
+
+    return build_dataset(sample_recipe(sample_root, str(tmp_path_factory.mktemp("local-build") / "out")))

@@ -92,14 +92,17 @@ def _runner_options(args) -> dict:
 
 
 def _cmd_build(args) -> int:
-    from beam_jobs.runner_options import runner_config
+    from beam_jobs.build import recipe_locations
+    from beam_jobs.runner_options import check_locations, runner_config
     from flows.build_dataset import build_dataset_flow
+    from schemas.recipe import load_recipe
 
-    runner = getattr(args, "runner", "local")
-    options = _runner_options(args)
-    runner_config(runner=runner, **options)  # a bad runner setting fails here, before Prefect starts
+    runner, options, sources = getattr(args, "runner", "local"), _runner_options(args), _parse_sources(args.source)
+    # bad runner settings or launcher-local paths for Dataflow fail here, before Prefect starts
+    recipe = load_recipe(args.recipe, output=args.output).with_source_locations(sources)
+    check_locations(runner_config(runner=runner, **options), recipe_locations(recipe))
     start = time.perf_counter()
-    result = build_dataset_flow(recipe=args.recipe, output=args.output, sources=_parse_sources(args.source),
+    result = build_dataset_flow(recipe=args.recipe, output=args.output, sources=sources,
                                 runner=runner, runner_options=options)
     seconds = time.perf_counter() - start
     print(f"\ndataset {result['status']} at {result['output']} ({seconds:.0f}s): "
