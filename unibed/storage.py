@@ -183,10 +183,18 @@ def iter_chunks(f: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
 
 
 def make_parent(path: str) -> None:
-    """Create a local path's parent folder if missing (GCS has no folders)."""
+    """Create a local path's parent folder if missing (GCS has no folders).
+
+    Safe when threads race to create the same folder.
+    """
     parent = posixpath.dirname(path)
-    if not is_remote(path) and parent and not FileSystems.exists(parent):
+    if is_remote(path) or not parent or FileSystems.exists(parent):
+        return
+    try:
         FileSystems.mkdirs(parent)
+    except OSError:
+        if not FileSystems.exists(parent):
+            raise
 
 
 _COMPOSE_LIMIT = 32  # GCS compose takes at most 32 source objects per call

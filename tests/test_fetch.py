@@ -1,0 +1,321 @@
+"""Fetching published archives from a real loopback HTTP server that injects faults
+(tests/fault_server.py) into a local staging folder: bytes identical, verified,
+resumable by ranges, idempotent; and the fetch-sources flow on a real Prefect server."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import os
+import time
+
+import pytest
+
+from beam_jobs.sources import iter_source, open_index
+from tests.fault_server import CORRUPT, FaultServer, drop, status
+from unibed.fetch import (
+    CorruptFileError,
+    FetchFailed,
+    FetchItem,
+    FetchOptions,
+    RetryPolicy,
+    fetch_items,
+    plan_from_base,
+    plan_gldv2,
+)
+from unibed.fetch.retry import parse_retry_after
+
+TARS = 3  # the default sample writes images_000.tar ... images_002.tar
+PART = 256 << 10  # small parts, so a sample tar (~3.4 MB) is ~13 of them
+FAST = FetchOptions(workers=4, part_size=PART, retry=RetryPolicy(retries=3, backoff=0.05),
+                    read_timeout=5, progress_every=0.2)
+TAR0 = "/google-landmark/train/images_000.tar"
+
+
+def published_routes(gldv2: str) -> dict[str, str]:
+    """The sample's GLDv2 files at the paths S3 publishes them under."""
+    routes = {f"/google-landmark/metadata/{name}": f"{gldv2}/{name}"
+              for name in ("train.csv", "train_clean.csv", "train_label_to_category.csv")}
+    for i in range(TARS):
+        routes[f"/google-landmark/md5sum/train/md5.images_{i:03d}.txt"] = f"{gldv2}/md5.images_{i:03d}.txt"
+        routes[f"/google-landmark/train/images_{i:03d}.tar"] = f"{gldv2}/images_{i:03d}.tar"
+    return routes
+
+
+@pytest.fixture(scope="module")
+def http_server(sample_root):
+    server = FaultServer(published_routes(f"{sample_root}/gldv2")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(http_server):
+    http_server.clear()
+    yield http_server
+    http_server.clear()
+
+
+def gldv2_plan(server):
+    return plan_gldv2(f"{server.url}/google-landmark", tars=TARS)
+
+
+def staged_names(root) -> list[str]:
+    return sorted(n for n in os.listdir(root) if not n.startswith("."))
+
+
+def assert_identical(staging, sample_gldv2):
+    names = staged_names(staging)
+    assert names == sorted(n for n in os.listdir(sample_gldv2))
+    for name in names:
+        assert filecmp.cmp(f"{staging}/{name}", f"{sample_gldv2}/{name}", shallow=False), name
+
+
+def test_clean_fetch_is_byte_identical_and_readable(server, sample_root, tmp_path):
+    staging = str(tmp_path / "gldv2")
+    lines = []
+    summary = fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: lines.append(s))
+    assert_identical(staging, f"{sample_root}/gldv2")
+    result = summary.as_dict()
+    assert result["files"] == 3 + 2 * TARS and result["fetched"] == result["files"]
+    assert result["downloaded"] == result["bytes"]  # every byte once: no retries, no refetch
+    # the tars were verified against their published md5 lists, the rest by the ETag
+    sources = {o.name: o.md5_source for o in summary.outcomes}
+    assert sources["images_001.tar"] == "md5 list md5.images_001.txt"
+    assert sources["train.csv"] == "etag"
+    assert not os.listdir(f"{staging}/.fetch/parts") and not os.listdir(f"{staging}/.fetch/incoming")
+    final = lines[-1]
+    assert final.files_done == final.files_total == 9 and final.bytes_done == final.bytes_total
+    assert "files 9/9" in final.line() and "MB/s" in final.line() and "ETA 0:00:00" in final.line()
+
+    staged = list(iter_source(open_index("gldv2", staging)))
+    original = list(iter_source(open_index("gldv2", f"{sample_root}/gldv2")))
+    assert len(staged) == len(original) > 0
+    assert sorted(item.record.image_id for item in staged if hasattr(item, "record")) == \
+        sorted(item.record.image_id for item in original if hasattr(item, "record"))
+
+
+@pytest.mark.parametrize("faults", [
+    pytest.param([drop(after=100_000)], id="dropped-mid-part"),
+    pytest.param([None, None, drop(after=10)], id="dropped-later-part"),
+    pytest.param([status(500)], id="500-once"),
+    pytest.param([status(500), status(503)], id="5xx-twice"),
+    pytest.param([status(429, retry_after=1)], id="429-retry-after"),
+    pytest.param([None, CORRUPT], id="wrong-bytes-once"),
+])
+def test_faults_are_survived_and_nothing_corrupt_is_staged(server, sample_root, faults, tmp_path):
+    server.script(TAR0, faults)
+    staging = str(tmp_path / "gldv2")
+    started = time.monotonic()
+    summary = fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    assert_identical(staging, f"{sample_root}/gldv2")
+    gets = server.requests(TAR0)
+    size = os.path.getsize(f"{sample_root}/gldv2/images_000.tar")
+    served = sum(g.sent for g in gets)
+    if faults[-1] is CORRUPT:  # caught by the md5, then fetched again from scratch
+        assert served >= 2 * size - PART
+        assert summary.as_dict()["downloaded"] > summary.as_dict()["bytes"]
+    else:  # a retry asks only for what is missing: no byte is served twice
+        assert served == size
+    if faults[0] is not None and faults[0].retry_after:
+        assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+        assert gets[0].status == 429
+
+
+def test_permanently_corrupt_file_fails_clearly_and_stages_nothing(server, sample_root, tmp_path):
+    path = "/google-landmark/train/images_001.tar"
+    server.always(path, CORRUPT)
+    staging = str(tmp_path / "gldv2")
+    with pytest.raises(FetchFailed) as failed:
+        fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    message = str(failed.value)
+    assert f"{server.url}{path}" in message and "does not match" in message and "3 fetches" in message
+    assert not os.path.exists(f"{staging}/images_001.tar")
+    assert not os.path.exists(f"{staging}/.fetch/incoming/images_001.tar")
+    assert not os.path.exists(f"{staging}/.fetch/verified/images_001.tar.json")
+    assert os.path.exists(f"{staging}/images_000.tar")  # the others were staged
+    assert len([g for g in server.requests(path) if g.start == 0]) == 3
+
+
+def test_corrupt_error_type_names_the_url(server, tmp_path):
+    server.always(TAR0, CORRUPT)
+    items = [i for i in gldv2_plan(server) if i.name in ("md5.images_000.txt", "images_000.tar")]
+    with pytest.raises(FetchFailed) as failed:
+        fetch_items(items, str(tmp_path), FAST, on_progress=lambda s: None)
+    assert list(failed.value.failures) == [f"{server.url}{TAR0}"]
+    assert CorruptFileError.__mro__[1:3]  # a FetchError and a ChecksumError
+
+
+def test_rerun_after_interruption_requests_only_missing_ranges(server, sample_root, tmp_path):
+    size = os.path.getsize(f"{sample_root}/gldv2/images_000.tar")
+    cut = 5 * PART + 1234  # the run dies inside part 5: parts 0-4 are complete
+    server.cut(TAR0, cut)
+    staging = str(tmp_path / "gldv2")
+    with pytest.raises(FetchFailed, match="images_000.tar"):
+        fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    assert not os.path.exists(f"{staging}/images_000.tar")
+    parts = f"{staging}/.fetch/parts/images_000.tar"
+    assert sorted(p for p in os.listdir(parts) if p.isdigit()) == [f"{i:06d}" for i in range(5)]
+    with open(f"{parts}/000005.tmp-deadbeef", "wb") as f:  # as a killed writer leaves it
+        f.write(b"partial")
+
+    server.clear()
+    fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    assert_identical(staging, f"{sample_root}/gldv2")
+    gets = server.requests(TAR0)
+    assert min(g.start for g in gets) == 5 * PART  # nothing before the missing part was asked for
+    assert sum(g.sent for g in gets) == size - 5 * PART
+    assert [g.path for g in server.log if g.method == "GET" and g.path != TAR0] == []
+    assert not os.path.exists(parts)
+
+
+def test_rerun_of_complete_fetch_downloads_nothing(server, sample_root, tmp_path):
+    staging = str(tmp_path / "gldv2")
+    fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    server.clear()
+    summary = fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    assert server.log == []  # not even a HEAD
+    assert summary.as_dict()["already_staged"] == 9 and summary.as_dict()["downloaded"] == 0
+
+
+def test_staged_file_that_fails_verification_is_fetched_again(server, sample_root, tmp_path):
+    staging = str(tmp_path / "gldv2")
+    fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    # a corrupted copy of the same size, with no record: its md5 must be checked, and fails
+    with open(f"{staging}/images_001.tar", "r+b") as f:
+        f.write(b"garbage")
+    os.remove(f"{staging}/.fetch/verified/images_001.tar.json")
+    # a truncated file whose record says otherwise
+    with open(f"{staging}/train.csv", "r+b") as f:
+        f.truncate(100)
+    server.clear()
+    summary = fetch_items(gldv2_plan(server), staging, FAST, on_progress=lambda s: None)
+    assert_identical(staging, f"{sample_root}/gldv2")
+    fetched = sorted(o.name for o in summary.outcomes if o.status == "fetched")
+    assert fetched == ["images_001.tar", "train.csv"]
+
+
+def test_unverifiable_staged_file_without_record_is_replaced(server, sample_root, tmp_path):
+    """No published md5 and no record: nothing vouches for it, so it is fetched again."""
+    staging = tmp_path / "gldv2"
+    staging.mkdir()
+    (staging / "train_clean.csv").write_text("landmark_id,images\n")
+    items = [i for i in gldv2_plan(server) if i.name == "train_clean.csv"]
+    fetch_items(items, str(staging), FAST, on_progress=lambda s: None)
+    assert filecmp.cmp(staging / "train_clean.csv", f"{sample_root}/gldv2/train_clean.csv", shallow=False)
+
+
+def test_missing_file_fails_at_once_naming_the_url(server, tmp_path):
+    url = f"{server.url}/google-landmark/metadata/nope.csv"
+    with pytest.raises(FetchFailed, match="nope.csv: HTTP 404"):
+        fetch_items([FetchItem(url, "nope.csv")], str(tmp_path), FAST, on_progress=lambda s: None)
+    assert len(server.requests("/google-landmark/metadata/nope.csv", "HEAD")) == 1  # no retries
+
+
+def test_endless_503_gives_up_after_the_retries(server, tmp_path):
+    server.always(TAR0, status(503))
+    items = [i for i in gldv2_plan(server) if i.name in ("md5.images_000.txt", "images_000.tar")]
+    with pytest.raises(FetchFailed, match="gave up after 3 retries.*HTTP 503"):
+        fetch_items(items, str(tmp_path), FAST, on_progress=lambda s: None)
+    assert len(server.requests(TAR0)) == 4
+    assert not os.path.exists(tmp_path / "images_000.tar")
+
+
+def test_copy_from_a_folder_with_given_md5(sample_root, tmp_path):
+    """Products-10K from a user's folder (a gs:// bucket takes the same path through storage)."""
+    base = f"{sample_root}/products10k"
+    with open(f"{base}/train.zip", "rb") as f:
+        digest = hashlib.md5(f.read()).hexdigest()
+    summary = fetch_items(plan_from_base("products10k", base, md5={"train.zip": digest}),
+                          str(tmp_path / "p10k"), FAST, on_progress=lambda s: None)
+    assert {o.name: o.md5_source for o in summary.outcomes} == {"train.csv": "computed", "train.zip": "given"}
+    for name in ("train.csv", "train.zip"):
+        assert filecmp.cmp(tmp_path / "p10k" / name, f"{base}/{name}", shallow=False)
+    assert len(list(iter_source(open_index("products10k", str(tmp_path / "p10k"))))) > 0
+
+    with pytest.raises(FetchFailed, match="does not match 0{32} \\(given\\)"):
+        fetch_items(plan_from_base("products10k", base, md5={"train.zip": "0" * 32}),
+                    str(tmp_path / "other"), FAST, on_progress=lambda s: None)
+
+
+def test_glob_names_expand_from_a_folder_base(sample_root):
+    items = plan_from_base("imagenet", f"{sample_root}/imagenet", files=["*.txt", "*.csv"])
+    assert sorted(i.name for i in items) == ["LOC_synset_mapping.txt", "LOC_val_solution.csv"]
+
+
+def test_bad_plans_are_refused_clearly():
+    with pytest.raises(ValueError, match="cannot be listed"):
+        plan_from_base("imagenet", "https://example.org/imagenet", files=["train/*"])
+    with pytest.raises(ValueError, match="unknown source"):
+        plan_from_base("coco", "/data")
+    with pytest.raises(ValueError, match="not in the products10k file list"):
+        plan_from_base("products10k", "/data", md5={"test.zip": "0" * 32})
+    with pytest.raises(ValueError, match="relative path"):
+        FetchItem("http://x/a", "../a")
+    with pytest.raises(ValueError, match="within 0..999"):
+        plan_gldv2(tars=0)
+
+
+def test_gldv2_plan_uses_the_published_urls():
+    items = {i.name: i for i in plan_gldv2(tars=500)}
+    assert len(items) == 3 + 1000
+    assert items["images_499.tar"].url == "https://s3.amazonaws.com/google-landmark/train/images_499.tar"
+    assert items["images_499.tar"].md5_list == "md5.images_499.txt"
+    assert items["md5.images_000.txt"].url == \
+        "https://s3.amazonaws.com/google-landmark/md5sum/train/md5.images_000.txt"
+    assert items["train_clean.csv"].url == "https://s3.amazonaws.com/google-landmark/metadata/train_clean.csv"
+
+
+def test_retry_after_forms():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(None) is None
+    assert 0 <= parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0  # a date in the past
+    assert RetryPolicy(retry_after_cap=10).delay(1, retry_after=3600) == 10
+    assert all(0 <= RetryPolicy(backoff=1, backoff_cap=4).delay(9) <= 4 for _ in range(50))
+
+
+@pytest.mark.slow
+def test_flow_fetches_on_a_prefect_server_with_progress(server, sample_root, tmp_path):
+    """The fetch-sources flow on a real temporary Prefect server: one task per source,
+    progress lines in the run's log, a progress artifact per source at 100 %."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.logging.handlers import APILogHandler
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.fetch_sources import fetch_sources_flow
+
+    server.script(TAR0, [None, status(500), drop(after=1000)])
+    staging = str(tmp_path / "staging")
+    with prefect_test_harness(server_startup_timeout=180):  # 2 shared cores: slow start
+        state = fetch_sources_flow(
+            staging=staging, gldv2_url=f"{server.url}/google-landmark", gldv2_tars=TARS,
+            products10k_url=f"{sample_root}/products10k", part_size_mb=PART / (1 << 20),
+            progress_every=0.5, return_state=True)
+        result = state.result()
+        assert result["gldv2"]["fetched"] == 9 and result["products10k"]["fetched"] == 2
+        run_id = state.state_details.flow_run_id
+        APILogHandler().flush()  # run logs reach the server in batches
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            messages = ""
+            for _ in range(30):  # and the server stores them a moment later
+                logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+                messages = "\n".join(log.message for log in logs)
+                if "gldv2: " in messages and "products10k: " in messages:
+                    break
+                time.sleep(1)
+        progress = {a.key: a.data for a in artifacts if a.type == "progress"}
+        assert progress == {"fetch-gldv2": 100.0, "fetch-products10k": 100.0}
+        assert "files 9/9" in messages and "MB/s" in messages and "files 2/2" in messages
+
+        again = fetch_sources_flow(staging=staging, gldv2_url=f"{server.url}/google-landmark",
+                                   gldv2_tars=TARS, products10k_url=f"{sample_root}/products10k")
+        assert again["gldv2"]["already_staged"] == 9 and again["gldv2"]["downloaded"] == 0
+    assert_identical(f"{staging}/gldv2", f"{sample_root}/gldv2")
