@@ -63,7 +63,7 @@ def mean_precision_at_k(query_labels, retrieved_labels, index_labels) -> float:
     return float(scored.mean())
 
 
-def knn(queries, index, k: int) -> tuple[np.ndarray, np.ndarray]:
+def knn(queries, index, k: int, *, block_elements: int = _BLOCK_ELEMENTS) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest index rows of each query by Euclidean distance.
 
     Returns (distances float32 [Q, k], indices int64 [Q, k]), nearest first.
@@ -85,12 +85,12 @@ def knn(queries, index, k: int) -> tuple[np.ndarray, np.ndarray]:
     best_i = np.empty((nq, k), np.int64)
     if nq == 0:
         return best_d, best_i
-    index_block = max(k, min(len(x), _BLOCK_ELEMENTS // 64))
-    query_block = max(1, _BLOCK_ELEMENTS // index_block)
-    x_sq = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64))
+    index_block = max(k, min(len(x), block_elements // 64))
+    query_block = max(1, block_elements // index_block)
+    x_sq = np.concatenate([_sq_norms(x[i:i + index_block]) for i in range(0, len(x), index_block)])
     for q0 in range(0, nq, query_block):
         qb = q[q0:q0 + query_block].astype(np.float64)
-        qb_sq = np.einsum("ij,ij->i", qb, qb)
+        qb_sq = _sq_norms(qb)
         run_d = run_i = None
         for x0 in range(0, len(x), index_block):
             xb = x[x0:x0 + index_block].astype(np.float64)
@@ -106,6 +106,11 @@ def knn(queries, index, k: int) -> tuple[np.ndarray, np.ndarray]:
                 run_d, run_i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
         best_d[q0:q0 + len(qb)], best_i[q0:q0 + len(qb)] = run_d, run_i
     return best_d, best_i
+
+
+def _sq_norms(rows: np.ndarray) -> np.ndarray:
+    rows = rows.astype(np.float64)  # a block at a time: never a float64 copy of the whole index
+    return np.einsum("ij,ij->i", rows, rows)
 
 
 def _smallest(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
