@@ -73,7 +73,7 @@ def evaluate(embed_fn: Callable, dataset_dir: str, manifest: Manifest, *, image_
     if not scored.any():
         raise ValueError(f"none of the {len(per_query)} {query_split} queries has a relevant {index_split} image")
     per_source = {
-        source: float(per_query[(queries.sources == source) & scored].mean())
+        str(source): float(per_query[(queries.sources == source) & scored].mean())
         for source in sorted(set(queries.sources[scored]))
     }
     return EvalResult(
