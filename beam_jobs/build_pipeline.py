@@ -17,6 +17,7 @@ into reports and the manifest (beam_jobs/build.py).
 from __future__ import annotations
 
 import json
+import pickle
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -76,22 +77,46 @@ class Meta:
 # --- reading and preprocessing ---------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ReadContext:
+    """What reading needs of the plan: each source's index and selection."""
+
+    indexes: dict[str, SourceIndex]
+    selections: dict[str, SourceSelection]
+
+    def wanted_keys(self) -> list[str]:
+        return [f"{s.source}/{i}" for s in self.selections.values() if s.wanted is not None for i in sorted(s.wanted)]
+
+
+def stage_read_context(context: ReadContext, path: str) -> str:
+    """The launcher writes the read context next to the side products, where
+    workers can read it (gs:// on Dataflow): the job graph stays small however
+    many ids the sources list (Dataflow caps a job graph's size)."""
+    storage.write_bytes(path, pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def load_read_context(path: str) -> ReadContext:
+    return pickle.loads(storage.read_bytes(path))
+
+
 class ReadSelected(beam.DoFn):
     """Read one unit, keep the images the recipe selected, pass every rejection on.
 
     Emits ('input', source) once per input it accounts for, so the launcher can
     check inputs = written + duplicates + rejected with an independent count.
+    The read context arrives as a side input (loaded once per worker, cached by the runner).
     """
 
-    def __init__(self, indexes: dict[str, SourceIndex], selections: dict[str, SourceSelection], salt: str):
-        self._indexes, self._selections, self._salt = indexes, selections, salt
+    def __init__(self, salt: str):
+        self._salt = salt
         self._read = Metrics.counter("build", "images_read")
 
-    def process(self, unit: ReadUnit):
-        selection = self._selections[unit.source]
+    def process(self, unit: ReadUnit, context: ReadContext):
+        selection = context.selections[unit.source]
         chosen = set(selection.classes)
         buffered: list[SourceImage] = []
-        for item in read_unit(unit, self._indexes[unit.source]):
+        for item in read_unit(unit, context.indexes[unit.source]):
             if isinstance(item, Rejection):
                 yield TaggedOutput("input", item.source)
                 yield TaggedOutput("rejected", item)
@@ -294,14 +319,20 @@ def build_pipeline(
 ) -> None:
     """Add the build to `pipeline`: shards go to `output`, side products to `work`."""
     salt = recipe.split.salt
-    by_source = {s.source: s for s in selections}
-    units = [u for s in recipe.sources for u in indexes[s.name].units]
-    wanted = [f"{s.source}/{i}" for s in selections if s.wanted is not None for i in sorted(s.wanted)]
+    units = [u for s in recipe.sources for u in indexes[s.name].units]  # small: one per archive/batch
+    context_path = stage_read_context(
+        ReadContext(indexes, {s.source: s for s in selections}), storage.join(work, "read_context.pickle")
+    )
+    context = (
+        pipeline
+        | "ContextPath" >> beam.Create([context_path])
+        | "LoadContext" >> beam.Map(load_read_context)
+    )
 
     read = (
         pipeline
         | "Units" >> beam.Create(units, reshuffle=True)
-        | "Read" >> beam.ParDo(ReadSelected(indexes, by_source, salt)).with_outputs(
+        | "Read" >> beam.ParDo(ReadSelected(salt), context=beam.pvalue.AsSingleton(context)).with_outputs(
             "input", "rejected", "not_selected", main="image"
         )
     )
@@ -312,7 +343,12 @@ def build_pipeline(
 
     # one input per key; missing images
     metas = candidates | "Meta" >> beam.Map(lambda c: (c.key, c.meta()))
-    wanted_keys = pipeline | "Wanted" >> beam.Create(wanted) | "KeyWanted" >> beam.Map(lambda k: (k, None))
+    wanted_keys = (
+        context
+        | "Wanted" >> beam.FlatMap(ReadContext.wanted_keys)
+        | "SpreadWanted" >> beam.Reshuffle()
+        | "KeyWanted" >> beam.Map(lambda k: (k, None))
+    )
     rejected_upstream = (read.rejected, processed.rejected) | "Upstream" >> beam.Flatten()
     seen = rejected_upstream | "SeenKey" >> beam.Map(lambda r: (f"{r.source}/{r.image_id}", None))
     resolved = (
