@@ -12,6 +12,11 @@ Image bytes cross two shuffles (the fate join and the shard grouping); every
 decision is taken on small metadata. Side products (rejections, drops, counts,
 shard infos) go to JSON-lines files in a work folder that the launcher turns
 into reports and the manifest (beam_jobs/build.py).
+
+Workers may be other processes or machines: they get everything through the
+output's storage (local or gs://), never through launcher memory or files.
+The plan's indexes and selections are staged as `_work/read_context.pickle`
+and reach the read step as a side input, so the job graph stays small.
 """
 
 from __future__ import annotations
