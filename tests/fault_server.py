@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import socket
 import threading
@@ -60,6 +61,7 @@ class FaultServer:
         self._always: dict[str, Fault] = {}
         self._cuts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._etags: dict[str, str] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -106,6 +108,14 @@ class FaultServer:
             script = self._scripts.get(path)
             return script.pop(0) if script else None
 
+    def etag(self, path: str) -> str:
+        """S3-like: the md5 of the content (computed once per path)."""
+        with self._lock:
+            if path not in self._etags:
+                with open(self.routes[path], "rb") as f:
+                    self._etags[path] = f'"{hashlib.file_digest(f, "md5").hexdigest()}"'
+            return self._etags[path]
+
     def _record(self, served: Served) -> None:
         with self._lock:
             self.log.append(served)
@@ -118,13 +128,17 @@ def _handler(server: FaultServer):
         def log_message(self, *args):  # quiet: the test log says what was served
             pass
 
-        def _data(self) -> bytes | None:
+        def _size(self) -> int | None:
             local = server.routes.get(self.path)
             if local is None:
                 self._reply(404)
                 return None
-            with open(local, "rb") as f:
-                return f.read()
+            return os.path.getsize(local)
+
+        def _read(self, start: int, end: int) -> bytes:
+            with open(server.routes[self.path], "rb") as f:
+                f.seek(start)
+                return f.read(end + 1 - start)
 
         def _reply(self, code: int, headers: dict | None = None, start=None) -> None:
             self.send_response(code)
@@ -135,36 +149,36 @@ def _handler(server: FaultServer):
             server._record(Served(self.command, self.path, start, 0, code))
 
         def do_HEAD(self):
-            data = self._data()
-            if data is None:
+            size = self._size()
+            if size is None:
                 return
             self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+            self.send_header("Content-Length", str(size))
+            self.send_header("ETag", server.etag(self.path))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()
             server._record(Served("HEAD", self.path, None, 0, 200))
 
         def do_GET(self):
-            data = self._data()
-            if data is None:
+            size = self._size()
+            if size is None:
                 return
-            start, end, code = 0, len(data) - 1, 200
+            start, end, code = 0, size - 1, 200
             header = self.headers.get("Range")
             if header:
                 match = _RANGE.match(header)
-                if not match or int(match.group(1)) >= len(data):
-                    self._reply(416, {"Content-Range": f"bytes */{len(data)}"})
+                if not match or int(match.group(1)) >= size:
+                    self._reply(416, {"Content-Range": f"bytes */{size}"})
                     return
                 start = int(match.group(1))
-                end = min(int(match.group(2)), len(data) - 1) if match.group(2) else len(data) - 1
+                end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
                 code = 206
             fault = server._next_fault(self.path)
             if fault is not None and fault.kind == "status":
                 extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                 self._reply(fault.status, extra, start)
                 return
-            body = data[start:end + 1]
+            body = self._read(start, end)
             if fault is not None and fault.kind == "corrupt":
                 body = bytes(b ^ 0xFF for b in body[:64]) + body[64:]  # same length, wrong bytes
             limit = len(body)
@@ -175,9 +189,9 @@ def _handler(server: FaultServer):
                 limit = min(limit, max(0, cut - start))
             self.send_response(code)
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", f'"{hashlib.md5(data).hexdigest()}"')
+            self.send_header("ETag", server.etag(self.path))
             if code == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
             self.end_headers()
             try:
                 self.wfile.write(body[:limit])

@@ -91,9 +91,7 @@ class Workspace:
                 storage.delete([temporary])
 
     def drop_parts(self) -> None:
-        storage.delete([path for path, _ in self._files(self.parts_dir)])
-        if not storage.is_remote(self.parts_dir) and storage.exists(self.parts_dir):
-            storage.delete([self.parts_dir])
+        storage.delete_tree(self.parts_dir)
 
     # --- joining and publishing ---------------------------------------------------
     def assemble(self, count: int) -> None:
