@@ -156,3 +156,19 @@ def cmd_serve(args) -> int:
     print(f"serving {args.gallery} on http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m unibed.retrieval.cli search|serve ...` (the same subcommands `unibed` adds)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m unibed.retrieval.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_search_parser(sub)
+    add_serve_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
