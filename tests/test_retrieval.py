@@ -128,7 +128,7 @@ def test_exact_index_edge_cases():
 @pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed (optional ANN backend)")
 def test_faiss_hnsw_recall_against_exact():
     rng = np.random.default_rng(4)
-    gallery, queries = _unit(rng, 20000), _unit(rng, 50)
+    gallery, queries = _unit(rng, 5000), _unit(rng, 50)
     _, exact = ExactIndex(gallery).search(queries, 10)
     _, approx = make_index(gallery, "faiss-hnsw").search(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])

@@ -92,7 +92,7 @@ class FaissHNSWIndex:
 
     backend = "faiss-hnsw"
 
-    def __init__(self, vectors: np.ndarray, m: int = 32, ef_construction: int = 80, ef_search: int = 64):
+    def __init__(self, vectors: np.ndarray, m: int = 32, ef_construction: int = 80, ef_search: int = 128):
         faiss = _faiss()
         self.vectors = _check_vectors(vectors, "gallery vectors")
         self.size, self.dim = self.vectors.shape
