@@ -92,6 +92,27 @@ def test_no_augmentation_is_the_central_square(built):
         assert best < 4.0
 
 
+@pytest.mark.parametrize("saturation", [0.0, 0.3])
+def test_folded_colour_jitter_equals_the_op_by_op_definitions(saturation):
+    from trainer.augment import _color_jitter
+
+    config = AugmentConfig(brightness=0.2, contrast=0.3, saturation=saturation)
+    image = tf.random.stateless_uniform([16, 16, 3], [1, 2], 0.0, 255.0)
+    seeds = tf.random.experimental.stateless_split(tf.constant([3, 4], tf.int64), num=4)
+    got = _color_jitter(image, config, seeds)
+    b = 255.0 * tf.random.stateless_uniform([], seeds[0], -0.2, 0.2)
+    c = tf.random.stateless_uniform([], seeds[1], 0.7, 1.3)
+    x = image + b  # brightness
+    mean = tf.reduce_mean(x, axis=[0, 1])
+    x = mean + c * (x - mean)  # contrast around each channel's mean
+    if saturation:
+        s = tf.random.stateless_uniform([], seeds[2], 0.7, 1.3)
+        grey = tf.image.rgb_to_grayscale(x)
+        x = grey + s * (x - grey)  # saturation around the grey image
+    np.testing.assert_allclose(got.numpy(), x.numpy(), atol=1e-3)
+    assert np.abs(got.numpy() - image.numpy()).mean() > 1.0
+
+
 def test_labels_outside_the_label_space_stop_the_pipeline(built):
     root, manifest = built
     small = manifest.model_copy(update={"num_classes": 5})  # as if the label space were 0..4

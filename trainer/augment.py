@@ -29,8 +29,9 @@ class AugmentConfig:
     - crop_scale: area of the crop as a fraction of the image, (min, max)
     - crop_ratio: width / height of the crop, (min, max)
     - random_crop: False = the central square of the shorter side, no randomness
-    - brightness: additive delta drawn from [-b, b], as a fraction of full scale
-    - contrast, saturation: factor drawn from [1 - c, 1 + c]
+    - brightness: additive delta drawn from [-b, b], as a fraction of full scale (255)
+    - contrast: factor drawn from [1 - c, 1 + c] on the distance from each channel's mean
+    - saturation: factor drawn from [1 - s, 1 + s] on the distance from the grey image
     - hue: rotation drawn from [-h, h] turns of the colour wheel (h <= 0.5)
     """
 
@@ -40,8 +41,10 @@ class AugmentConfig:
     flip: bool = True
     brightness: float = 0.1
     contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.0  # hue rotation goes through HSV and is the costliest op: off by default
+    # channel-mixing ops cost about as much as the crop's resize and jitter together
+    # (benchmarks/bench_input_pipeline.py): off unless asked for
+    saturation: float = 0.0
+    hue: float = 0.0
 
     def __post_init__(self):
         lo, hi = self.crop_scale
@@ -89,27 +92,62 @@ def _random_window(shape: tf.Tensor, config: AugmentConfig, seed: tf.Tensor) -> 
     return tf.stack([begin[0], begin[1], size[0], size[1]])
 
 
-def augment_jpeg(encoded: tf.Tensor, image_size: int, config: AugmentConfig, seed: tf.Tensor) -> tf.Tensor:
-    """JPEG bytes -> float32 [S, S, 3] in [0, 255]; `seed` is an int [2] tensor."""
+def augment_jpeg(encoded: tf.Tensor, image_size: int, config: AugmentConfig, seed: tf.Tensor,
+                 *, crop_decode: bool = True) -> tf.Tensor:
+    """JPEG bytes -> float32 [S, S, 3] in [0, 255]; `seed` is an int [2] tensor.
+
+    crop_decode=False decodes the whole image and then crops (same pixels; the
+    benchmark's comparison row).
+    """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=6)
     shape = tf.image.extract_jpeg_shape(encoded)
     window = _random_window(shape, config, seeds[0]) if config.random_crop else _center_square(shape)
-    crop = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+    if crop_decode:
+        crop = tf.image.decode_and_crop_jpeg(encoded, window, channels=3)
+    else:
+        crop = tf.slice(tf.io.decode_jpeg(encoded, channels=3), [window[0], window[1], 0], [window[2], window[3], 3])
     # bilinear without antialias: the crop is at most ~2.5x the output, and this is the hot path
-    image = tf.image.resize(crop, [image_size, image_size], method="bilinear") / 255.0
+    image = tf.image.resize(crop, [image_size, image_size], method="bilinear")
     if config.flip:
         image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    if config.brightness:
-        image = tf.image.stateless_random_brightness(image, config.brightness, seeds[2])
-    if config.contrast:
-        image = tf.image.stateless_random_contrast(image, 1 - config.contrast, 1 + config.contrast, seeds[3])
-    if config.saturation:
-        image = tf.image.stateless_random_saturation(
-            image, 1 - config.saturation, 1 + config.saturation, seeds[4])
-    if config.hue:
-        image = tf.image.stateless_random_hue(image, config.hue, seeds[5])
-    image = tf.clip_by_value(image, 0.0, 1.0) * 255.0
+    if config.brightness or config.contrast or config.saturation or config.hue:
+        image = tf.clip_by_value(_color_jitter(image, config, seeds[2:]), 0.0, 255.0)
+    # (bilinear interpolation of uint8 pixels stays inside [0, 255]: no clip without jitter)
     return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+_LUMA = (0.2989, 0.5870, 0.1140)  # ITU-R 601 weights exactly as tf.image.rgb_to_grayscale
+
+
+def _color_jitter(image: tf.Tensor, config: AugmentConfig, seeds: tf.Tensor) -> tf.Tensor:
+    """Brightness, contrast and saturation (torchvision ColorJitter definitions, in
+    that order) folded into one per-image affine colour map: pixel @ M + offset.
+
+    brightness p + b; contrast mean' + c (p - mean'); saturation grey + s (p - grey)
+    with grey = p . LUMA. Composed: p @ (c A) + (b + (1 - c) mean) @ A, where
+    A = s I + (1 - s) LUMA 1^T: one small matmul instead of a chain of full-image
+    passes and an HSV round trip; without saturation, A = I and it is p * c + offset.
+    """
+    def factor(strength, seed):
+        return tf.random.stateless_uniform([], seed, 1.0 - strength, 1.0 + strength) if strength else 1.0
+
+    b = 255.0 * tf.random.stateless_uniform([], seeds[0], -config.brightness, config.brightness) \
+        if config.brightness else 0.0
+    c = factor(config.contrast, seeds[1])
+    s = factor(config.saturation, seeds[2])
+    offset = tf.fill([3], tf.cast(b, tf.float32))
+    if config.contrast:  # per-channel mean, as tf.image.adjust_contrast
+        offset += (1.0 - c) * tf.reduce_mean(image, axis=[0, 1])
+    if config.saturation:  # mixes channels: a 3x3 matmul, ~2x the cost of everything else here
+        luma = tf.constant(_LUMA, shape=[3, 1])
+        a = s * tf.eye(3) + (1.0 - s) * luma * tf.ones([1, 3])
+        flat = tf.matmul(tf.reshape(image, [-1, 3]), c * a) + tf.tensordot(offset, a, 1)
+        image = tf.reshape(flat, tf.shape(image))
+    else:  # per channel: one fused multiply-add
+        image = image * c + offset
+    if config.hue:  # only hue needs HSV; values in [0, 1] for the conversion
+        image = tf.image.stateless_random_hue(tf.clip_by_value(image, 0.0, 255.0) / 255.0, config.hue, seeds[3]) * 255.0
+    return image
 
 
 def center_crop_uint8(encoded: tf.Tensor, image_size: int) -> tf.Tensor:

@@ -1,0 +1,134 @@
+"""Trainer input pipeline throughput: shards -> augmented batches, images/s.
+
+    .venv/bin/python -m benchmarks.bench_input_pipeline [--dataset DIR] [--images 4096] [--rounds 2]
+
+Builds the generated sample (unibed.sample + beam_jobs.build, sample recipe)
+into a temporary folder unless --dataset names a built dataset, then times
+`trainer.data.train_dataset` at 224 px, batch 64, repeating the dataset for
+--images images per row after a warm-up; it prints images/s (wall) and CPU ms per image
+summed over tf.data's threads, whose inverse times the core count is the
+throughput the cores could give with nothing else running. Side by side in the same run:
+no augmentation, saturation or hue jitter on, and the same crop pipeline decoding the
+whole JPEG before cropping (what decode_and_crop_jpeg avoids). Rows are
+interleaved over --rounds and the best round is reported: the machine is
+shared, so compare rows of one run, not runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+
+import tensorflow as tf
+
+from schemas import features
+from trainer.augment import AugmentConfig, augment_jpeg
+from trainer.data import load_manifest, shard_paths, train_dataset
+from trainer.features import parse_example
+
+SIZE, BATCH = 224, 64
+
+
+def build_sample(workdir: str) -> str:
+    from beam_jobs.build import build_dataset
+    from schemas.recipe import load_recipe
+    from unibed.sample import generate_sample
+
+    sample = os.path.join(workdir, "sample")
+    generate_sample(sample)
+    recipe = load_recipe("recipes/sample.yaml")
+    recipe = recipe.with_source_locations({s.name: os.path.join(sample, s.name) for s in recipe.sources})
+    return build_dataset(recipe.with_overrides(output=os.path.join(workdir, "build"))).output
+
+
+def full_decode_augment(encoded, image_size, config, seed):
+    """augment_jpeg's crop, but decoding every pixel first (the comparison row)."""
+    return augment_jpeg(encoded, image_size, config, seed, crop_decode=False)
+
+
+def same_harness(root, manifest, augment_fn):
+    """The records, seeds and batching of train_dataset around a given decode+augment fn."""
+    paths = shard_paths(root, manifest, "train")
+    records = tf.data.Dataset.from_tensor_slices(paths).repeat().interleave(
+        tf.data.TFRecordDataset, cycle_length=len(paths), num_parallel_calls=tf.data.AUTOTUNE)
+    seeds = tf.data.Dataset.random(seed=1).batch(2)
+    config = AugmentConfig()
+
+    def decode(serialized, seed):
+        parsed = parse_example(serialized)
+        return augment_fn(parsed[features.ENCODED], SIZE, config, seed), parsed[features.LABEL]
+
+    ds = tf.data.Dataset.zip((records, seeds)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def measure(ds, images: int) -> tuple[float, float]:
+    """(images/s of wall time, CPU ms per image summed over all threads)."""
+    it = iter(ds)
+    for _ in range(5):  # warm-up: threads, autotune, page cache
+        next(it)
+    batches = max(1, images // BATCH)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        next(it)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return batches * BATCH / wall, 1000 * cpu / (batches * BATCH)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", help="a built dataset folder (default: build the sample)")
+    parser.add_argument("--images", type=int, default=4096, help="images timed per row and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    workdir = None
+    try:
+        root = args.dataset
+        if root is None:
+            workdir = tempfile.mkdtemp(prefix="unibed-bench-pipeline-")
+            start = time.perf_counter()
+            root = build_sample(workdir)
+            print(f"built the sample in {time.perf_counter() - start:.0f} s: {root}")
+        manifest = load_manifest(root)
+        train = manifest.splits["train"]
+        print(f"train split: {train.num_records} records in {len(train.shards)} shards, "
+              f"{train.num_bytes / train.num_records / 1024:.1f} KiB per stored image (record bytes / records)")
+        print(f"{os.cpu_count()} CPUs visible; {SIZE} px, batch {BATCH}, {args.images} images per row, "
+              f"best of {args.rounds} rounds\n")
+
+        def pipeline(augment):
+            return train_dataset(root, manifest, global_batch_size=BATCH, image_size=SIZE, augment=augment, seed=0)
+
+        rows = {
+            "train_dataset, default augmentation (decode_and_crop_jpeg)": lambda: pipeline(AugmentConfig()),
+            "train_dataset, AugmentConfig.none() (centre square)": lambda: pipeline(AugmentConfig.none()),
+            "train_dataset, default + saturation 0.1": lambda: pipeline(replace(AugmentConfig(), saturation=0.1)),
+            "train_dataset, default + hue 0.02": lambda: pipeline(replace(AugmentConfig(), hue=0.02)),
+            "same harness, decode_and_crop_jpeg": lambda: same_harness(root, manifest, augment_jpeg),
+            "same harness, full decode then crop": lambda: same_harness(root, manifest, full_decode_augment),
+        }
+        best = {name: (0.0, float("inf")) for name in rows}
+        for _ in range(args.rounds):
+            for name, make in rows.items():
+                rate, cpu_ms = measure(make(), args.images)
+                best[name] = (max(best[name][0], rate), min(best[name][1], cpu_ms))
+        cores = len(os.sched_getaffinity(0))
+        width = max(map(len, rows))
+        print(f"{'':<{width}}  {'images/s':>9}  {'CPU ms/img':>10}  {f'{cores} cores x 1/CPU':>16}")
+        for name, (rate, cpu_ms) in best.items():
+            print(f"{name:<{width}}  {rate:9.0f}  {cpu_ms:10.2f}  {cores * 1000 / cpu_ms:16.0f}")
+        crop, full = best["same harness, decode_and_crop_jpeg"][1], best["same harness, full decode then crop"][1]
+        print(f"\nfull decode then crop costs {full / crop:.2f}x the CPU of the crop-window decode")
+        print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {cores} cores "
+              "(images/s is wall time on a shared machine; CPU ms/img is the steadier figure)")
+    finally:
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
