@@ -28,9 +28,12 @@ class TrainerFailed(RuntimeError):
     pass
 
 
-def trainer_command(dataset: str, workdir: str, config: str, overrides: list[str] | None) -> list[str]:
+def trainer_command(dataset: str, workdir: str, config: str, overrides: list[str] | None,
+                    steps: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "trainer", "run", "--dataset", dataset, "--workdir", workdir,
            "--config", config]
+    if steps is not None:
+        cmd += ["--steps", str(steps)]
     for item in overrides or []:
         cmd += ["--set", item]
     return cmd
@@ -43,10 +46,11 @@ def _log_event(logger, event: dict) -> None:
 
 
 @task(name="train-export-evaluate", cache_policy=NO_CACHE)
-def run_trainer(dataset: str, workdir: str, config: str, overrides: list[str] | None) -> list[dict]:
+def run_trainer(dataset: str, workdir: str, config: str, overrides: list[str] | None,
+                steps: int | None = None) -> list[dict]:
     """Run the trainer process; relay its metric lines; fail with its last words."""
     logger = get_run_logger()
-    cmd = trainer_command(dataset, workdir, config, overrides)
+    cmd = trainer_command(dataset, workdir, config, overrides, steps)
     logger.info("running %s", " ".join(cmd))
     events, tail = [], deque(maxlen=40)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
@@ -97,11 +101,13 @@ def scores_markdown(metrics: dict, dataset: str, workdir: str) -> str:
 
 
 @flow(name="train")
-def train_flow(dataset: str, workdir: str, config: str = "tiny", overrides: list[str] | None = None) -> dict:
+def train_flow(dataset: str, workdir: str, config: str = "tiny", overrides: list[str] | None = None,
+               steps: int | None = None) -> dict:
     """Train on a built dataset (folder or gs:// holding manifest.json), export
-    the 64-d embedding model under `<workdir>/export`, and score it with mP@5."""
+    the 64-d embedding model under `<workdir>/export`, and score it with mP@5.
+    `steps` = total training steps over both stages (default: the config's)."""
     logger = get_run_logger()
-    run_trainer(dataset, workdir, config, overrides)
+    run_trainer(dataset, workdir, config, overrides, steps)
     metrics = read_metrics(workdir)
     trained, untrained = metrics["trained"], metrics["untrained"]
     logger.info("mP@%d trained %.3f, untrained %.3f", trained.get("k", 5), trained["mp_at_k"], untrained["mp_at_k"])
