@@ -127,7 +127,8 @@ def _cmd_plan(args) -> int:
 
 def _cmd_demo(args) -> int:
     """The main job on the embedded default: generate the sample, read every
-    layout, build the sample dataset with the build-dataset flow."""
+    layout, build the sample dataset (flow build-dataset), then train, export
+    and score a tiny CLIP on it (flow train) and search with the model."""
     args.out = f"{args.workdir}/sample"
     _cmd_sample(args)
     print()
@@ -138,7 +139,14 @@ def _cmd_demo(args) -> int:
     print()
     print("building the sample dataset (Prefect flow build-dataset, Beam's local runner):")
     args.recipe, args.output = "recipes/sample.yaml", f"{args.workdir}/build-sample"
-    return _cmd_build(args)
+    _cmd_build(args)
+    print()
+    print("training a tiny CLIP + ArcFace on it, exporting, scoring mP@5 (Prefect flow train):")
+    from unibed.train_command import cmd_train
+
+    train_args = argparse.Namespace(dataset=args.output, workdir=f"{args.workdir}/train-sample",
+                                    config="tiny", set=[], steps=None)
+    return cmd_train(train_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +196,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read this source from LOCATION instead of the recipe's (repeatable)")
     p.set_defaults(func=_cmd_plan)
 
-    p = sub.add_parser("demo", help="the main job on the embedded default")
+    from unibed.fetch.cli import add_fetch_parser
+    from unibed.retrieval.cli import add_search_parser, add_serve_parser
+    from unibed.train_command import add_train_parser
+
+    add_fetch_parser(sub)
+    add_train_parser(sub)
+    add_search_parser(sub)
+    add_serve_parser(sub)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default: sample -> build -> train -> score")
     p.add_argument("--workdir", default="out", help="where the sample and outputs go (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
