@@ -43,12 +43,12 @@ class TrainConfig:
     arcface_margin: float = 0.3
     # --- schedule: stage 1 trains the head on a frozen backbone, stage 2 everything ---
     global_batch_size: int = 32
-    head_steps: int = 100
-    finetune_steps: int = 100
+    head_steps: int = 50
+    finetune_steps: int = 400
     head_epochs: float = 0.0  # > 0: head_steps derived from the train split's size instead
     finetune_epochs: float = 0.0
-    head_lr: float = 1e-3
-    finetune_lr: float = 1e-4
+    head_lr: float = 3e-3
+    finetune_lr: float = 1e-3  # tiny learns from scratch; the CLIP presets use 1e-5
     warmup_fraction: float = 0.1  # of each stage's steps, linear from 0, then cosine to 0
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
@@ -57,8 +57,8 @@ class TrainConfig:
     strategy: str = "auto"  # auto: TPU if one resolves, mirrored on >1 GPU, else default
     tpu: str = ""  # TPU name or grpc address for the resolver; empty: the local/env TPU
     seed: int = 0
-    checkpoint_every_steps: int = 50
-    log_every_steps: int = 10
+    checkpoint_every_steps: int = 100
+    log_every_steps: int = 25
     eval_batch_size: int = 64
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -230,6 +230,8 @@ def _coerce_like(current, value, key: str):
 # minutes); the CLIP ones follow the top solutions: 224 px, frozen-backbone
 # head stage, then about one epoch at a low learning rate.
 def _presets() -> dict[str, TrainConfig]:
+    # tiny: REFERENCE's head (s=30, m=0.3, dropout 0.2) on a 2-layer ViT at 64 px; tuned
+    # on the generated sample (~450 steps, about a minute on 2 CPU cores)
     tiny = TrainConfig()
     clip = {"image_size": 224, "global_batch_size": 256, "head_epochs": 1.0,
             "finetune_epochs": 1.0, "head_lr": 1e-3, "finetune_lr": 1e-5,

@@ -180,8 +180,9 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
         optimizers[0].build(models.training.trainable_variables)
         models.encoder.trainable = True
         optimizers[1].build(models.training.trainable_variables)
-        stage_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
+    # host-side counters, outside the scope so they stay plain variables
+    stage_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
     ckpt = tf.train.Checkpoint(model=models.training, head_optimizer=optimizers[0],
                                finetune_optimizer=optimizers[1], stage=stage_var,
                                stage_step=step_var)
