@@ -72,6 +72,10 @@ def _unit(rng, n, d=64):
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+def _normalise(v):
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
 def _brute_force(gallery, queries, k):
     """Every distance, full stable sort: ties to the lower gallery position."""
     d = np.maximum(2.0 - 2.0 * (queries @ gallery.T), 0.0)
@@ -126,11 +130,16 @@ def test_exact_index_edge_cases():
 
 
 @pytest.mark.skipif(not faiss_available(), reason="faiss-cpu is not installed (optional ANN backend)")
-def test_faiss_hnsw_recall_against_exact():
+@pytest.mark.parametrize("backend", ["faiss-hnsw", "faiss-ivf"])
+def test_faiss_recall_against_exact(backend):
+    # embeddings cluster by class, and a query has near neighbours: 100 clusters, queries
+    # close to gallery vectors
     rng = np.random.default_rng(4)
-    gallery, queries = _unit(rng, 5000), _unit(rng, 50)
+    centres = _unit(rng, 100)
+    gallery = _normalise(centres[rng.integers(0, 100, 5000)] + 0.15 * rng.standard_normal((5000, 64)))
+    queries = _normalise(gallery[:50] + 0.05 * rng.standard_normal((50, 64)))
     _, exact = ExactIndex(gallery).search(queries, 10)
-    _, approx = make_index(gallery, "faiss-hnsw").search(queries, 10)
+    _, approx = make_index(gallery, backend).search(queries, 10)
     recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx, exact)])
     assert recall > 0.9
 

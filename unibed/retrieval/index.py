@@ -7,9 +7,10 @@ at 10^6 x 64 the matrix itself is 256 MB (benchmarks/bench_retrieval.py).
 Results are ordered by distance, ties by gallery position, so they are
 deterministic and equal to a full sort.
 
-`FaissHNSWIndex` is the approximate option for larger galleries: faiss-cpu's
-HNSW graph (inner product), same interface. faiss is optional: import-guarded,
-and asked for by name (`backend="faiss-hnsw"`).
+The approximate options for larger galleries, same interface, from faiss-cpu
+(optional: import-guarded, asked for by name): `FaissHNSWIndex` (HNSW graph,
+inner product: fastest queries, slowest build) and `FaissIVFIndex` (k-means
+cells, a few probed per query: builds in seconds where HNSW takes minutes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 _BLOCK_SCORES = 16 << 20  # scores per block (float32: 64 MB)
-BACKENDS = ("exact", "faiss-hnsw")
+BACKENDS = ("exact", "faiss-hnsw", "faiss-ivf")
 
 
 class IndexError_(ValueError):
@@ -106,13 +107,37 @@ class FaissHNSWIndex:
         k = min(int(k), self.size)
         if k <= 0:
             raise IndexError_(f"k must be positive and the gallery non-empty (k={k}, size={self.size})")
-        self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, k)
+        if hasattr(self.index, "hnsw"):
+            self.index.hnsw.efSearch = max(self.index.hnsw.efSearch, k)
         scores, cols = self.index.search(queries, k)
         return np.maximum(2.0 - 2.0 * scores, 0.0).astype(np.float32), cols.astype(np.int64)
 
     @property
     def nbytes(self) -> int:
         return self.vectors.nbytes  # plus the graph: ~m * 2 * 4 bytes per vector
+
+
+class FaissIVFIndex:
+    """Approximate: faiss IndexIVFFlat on inner products, ~4 sqrt(n) cells, `nprobe` probed."""
+
+    backend = "faiss-ivf"
+
+    def __init__(self, vectors: np.ndarray, nprobe: int = 32, seed: int = 0):
+        faiss = _faiss()
+        self.vectors = _check_vectors(vectors, "gallery vectors")
+        self.size, self.dim = self.vectors.shape
+        nlist = max(1, min(self.size // 39, int(4 * np.sqrt(self.size))))  # faiss wants >= 39 per cell
+        self.index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(seed).choice(self.size, min(self.size, 64 * nlist), replace=False)
+        self.index.train(self.vectors[np.sort(sample)])
+        self.index.add(self.vectors)
+        self.index.nprobe = min(nprobe, nlist)
+
+    search = FaissHNSWIndex.search  # the same call; faiss pads missing neighbours with -1
+
+    @property
+    def nbytes(self) -> int:
+        return self.vectors.nbytes
 
 
 def _faiss():
@@ -137,4 +162,6 @@ def make_index(vectors: np.ndarray, backend: str = "exact"):
         return ExactIndex(vectors)
     if backend == "faiss-hnsw":
         return FaissHNSWIndex(vectors)
+    if backend == "faiss-ivf":
+        return FaissIVFIndex(vectors)
     raise IndexError_(f"unknown index backend {backend!r}; expected one of {', '.join(BACKENDS)}")
