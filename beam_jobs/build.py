@@ -7,7 +7,8 @@ the reports and the manifest, validate, publish.
     validate_build(plan, m)       re-read every shard against the manifest
     publish_build(plan, m)        manifest.json last: the output is complete
 
-`build_dataset` runs them in order under the output's build lock; the
+`build_dataset` runs them in order under the output's build lock (a rerun
+after a failure past the Beam stage resumes from its marker, see publish.py); the
 Prefect flow `build-dataset` (flows/build_dataset.py) runs each as a task.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +86,8 @@ def run_build(plan: BuildPlan, options: PipelineOptions | None = None) -> dict[s
     counters = {}
     for counter in result.metrics().query()["counters"]:
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + counter.committed
+    # the durable "Beam stage done" marker: a rerun after a later failure resumes here
+    publish.mark_beam_done(output, recipe.digest(), counters)
     return counters
 
 
@@ -177,8 +179,9 @@ def validate_build(plan: BuildPlan, manifest: Manifest) -> None:
 
 def publish_build(plan: BuildPlan, manifest: Manifest) -> None:
     output = plan.recipe.output
-    storage.delete_tree(storage.join(output, WORK))
     publish.publish_manifest(output, manifest)
+    # after the manifest: until the output is complete, the work folder keeps the resume marker
+    storage.delete_tree(storage.join(output, WORK))
 
 
 def existing_manifest(output: str) -> Manifest:
@@ -189,11 +192,13 @@ def build_dataset(recipe: Recipe, options: PipelineOptions | None = None, run_id
     """Plan, run, finish; a rerun over a complete output of the same recipe is a no-op."""
     start = time.perf_counter()
     plan = plan_build(recipe)  # bad sources fail here, before any heavy work
-    output, run_id = recipe.output, run_id or uuid.uuid4().hex
+    output, run_id = recipe.output, run_id or publish.new_run_id("build")
     with publish.build_lock(output, run_id):
-        if publish.prepare_output(output, recipe.digest(), run_id) == "complete":
+        todo = publish.prepare_output(output, recipe.digest(), run_id)
+        if todo == "complete":
             return BuildResult(output, "complete", existing_manifest(output))
-        counters = run_build(plan, options)
+        # "resume": the Beam stage finished in an earlier run (publish.BEAM_DONE)
+        counters = run_build(plan, options) if todo == "build" else publish.beam_done(output)["counters"]
         manifest = assemble_manifest(plan)
         validate_build(plan, manifest)
         publish_build(plan, manifest)

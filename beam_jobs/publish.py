@@ -10,15 +10,30 @@ interrupted run, never mistaken for a dataset.
 A run goes, inside `with build_lock(...)` (acquire_lock ... release_lock):
 `prepare_output` ("complete": nothing to do; "build": the output is empty)
 -> write shards and reports -> `validate_output` -> `publish_manifest`. The lock
-(`_BUILDING`, holding the run id, created only if absent) keeps two builds
-from writing into one output. A run that died holding it leaves it behind:
-remove it by hand once no build is running.
+(`_BUILDING`, created only if absent) keeps two builds from writing into one
+output; it holds the run id, which names host, pid (+ the process's start
+time) and time (`new_run_id`). A run that died holding it leaves it behind: a later run on the same
+host breaks it when that process is gone (`stale_lock`); a lock from another
+host is broken only when asked (`break_lock`, the flow's `force_unlock`),
+since this host cannot see whether that run still lives.
+
+Resume: when the Beam stage has finished, `_work/beam.done.json` records the
+recipe digest. `prepare_output` keeps a PARTIAL output with that marker for
+the same recipe ("resume": shards and side products stay, only assemble ->
+validate -> publish run again); any other PARTIAL output is cleaned.
+`publish_manifest` runs before `_work` is deleted, so the marker lives until
+the output is complete.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import socket
+import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,11 +51,12 @@ from unibed import storage
 
 MANIFEST = "manifest.json"
 LOCK = "_BUILDING"
+BEAM_DONE = "_work/beam.done.json"  # the Beam stage finished for the recipe it names
 _EXAMPLES = 5  # offending values quoted per problem
 # what a build writes into its output: only such files are cleaned from a PARTIAL one
 _BUILD_FILE = re.compile(
     r"^((train|validation)-\d{5}-of-\d{5}\.tfrecord|manifest\.json\.tmp|label_map\.csv"
-    r"|duplicates\.csv|rejects\.csv|_work/.*|beam-temp[^/]*/.*)$"
+    r"|duplicates\.csv|rejects\.csv|duplicate_groups\.png|_work/.*|beam-temp[^/]*/.*)$"
 )
 
 
@@ -78,9 +94,11 @@ def prepare_output(output_dir: str, recipe_digest: str, run_id: str | None = Non
     """Make `output_dir` ready for a build of `recipe_digest`; say what is left to do.
 
     "build": the output is now empty (a PARTIAL one, left by a failed or
-    interrupted run, is deleted). "complete": it already holds this recipe's
-    dataset. Raises OutputExistsError for another recipe's dataset and
-    OutputLockedError when a run other than `run_id` holds the lock.
+    interrupted run, is deleted). "resume": a PARTIAL output whose Beam stage
+    finished for this recipe (BEAM_DONE): only assemble/validate/publish are
+    left. "complete": it already holds this recipe's dataset. Raises
+    OutputExistsError for another recipe's dataset and OutputLockedError when
+    a run other than `run_id` holds the lock.
     """
     holder = _lock_holder(output_dir)
     if holder is not None and holder != run_id:
@@ -93,6 +111,7 @@ def prepare_output(output_dir: str, recipe_digest: str, run_id: str | None = Non
                 f"{output_dir} already holds a dataset of recipe {existing.recipe_digest}; "
                 f"this build is recipe {recipe_digest}. Choose another output or delete it."
             )
+        storage.delete_tree(storage.join(output_dir, "_work"))  # left if killed right after publishing
         return "complete"
     if state is OutputState.PARTIAL:
         files = _build_files(output_dir)
@@ -102,8 +121,46 @@ def prepare_output(output_dir: str, recipe_digest: str, run_id: str | None = Non
                 f"{output_dir} holds files that no build writes (e.g. {foreign[0]}); "
                 "refusing to clean it: choose an empty or dedicated output"
             )
+        done = beam_done(output_dir)
+        if done is not None and done.get("recipe_digest") == recipe_digest:
+            return "resume"
         storage.delete(files)
     return "build"
+
+
+def discard_partial(output_dir: str) -> None:
+    """Delete what a build wrote (never the lock): before a Beam attempt that
+    starts over, so a retry never mixes two attempts' files."""
+    files = [p for p in _build_files(output_dir) if _BUILD_FILE.match(_relative(output_dir, p))]
+    storage.delete(files)
+
+
+def mark_beam_done(output_dir: str, recipe_digest: str, counters: dict[str, int]) -> None:
+    """Record that the Beam stage's outputs are complete for this recipe."""
+    storage.write_text(storage.join(output_dir, BEAM_DONE), json.dumps(
+        {"recipe_digest": recipe_digest, "counters": counters,
+         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, sort_keys=True))
+
+
+def beam_done(output_dir: str) -> dict | None:
+    path = storage.join(output_dir, BEAM_DONE)
+    if not storage.exists(path):
+        return None
+    try:
+        return json.loads(storage.read_text(path))
+    except ValueError:
+        return None  # a torn marker counts as absent: the Beam stage runs again
+
+
+def new_run_id(label: str = "") -> str:
+    """A run id that says where its run lives: `<label>@<host>:pid=<pid>:start=<ticks>:t=<utc>`.
+    The lock file holds just this line, so a later run can tell a dead owner."""
+    pid = os.getpid()
+    return (f"{label or uuid.uuid4().hex}@{socket.gethostname()}:pid={pid}:start={_process_start(pid)}"
+            f":t={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")
+
+
+_RUN_ID = re.compile(r"^(?P<label>.*)@(?P<host>[^:@]+):pid=(?P<pid>\d+):start=(?P<start>\d+|None):t=(?P<t>\S+)$")
 
 
 def acquire_lock(output_dir: str, run_id: str) -> None:
@@ -118,6 +175,51 @@ def release_lock(output_dir: str, run_id: str) -> None:
     if holder != run_id:
         raise _locked(output_dir, holder)
     storage.delete([storage.join(output_dir, LOCK)])
+
+
+def stale_lock(output_dir: str) -> str | None:
+    """Why the lock is stale (its process on this host is gone), or None when it
+    may still be held (or there is none). Other hosts' locks are never judged:
+    this host cannot see their processes."""
+    holder = _lock_holder(output_dir)
+    m = _RUN_ID.match(holder or "")
+    if not m or m["host"] != socket.gethostname():
+        return None
+    pid = int(m["pid"])
+    started = _process_start(pid)
+    if started is None:
+        return f"its process {pid} on {m['host']} has exited"
+    if m["start"] != "None" and started != int(m["start"]):
+        return f"process {pid} on {m['host']} is another process now (pid reused)"
+    return None
+
+
+def break_lock(output_dir: str, expected_holder: str) -> bool:
+    """Remove the lock if it is still `expected_holder`'s; True if removed."""
+    if _lock_holder(output_dir) != expected_holder:
+        return False
+    storage.delete([storage.join(output_dir, LOCK)])
+    return True
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), so a reused
+    pid is not mistaken for the lock's owner; elsewhere 0 if alive; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return 0
 
 
 @contextmanager
@@ -315,11 +417,12 @@ def _relative(output_dir: str, path: str) -> str:
 
 def _lock_holder(output_dir: str) -> str | None:
     path = storage.join(output_dir, LOCK)
-    return storage.read_text(path) if storage.exists(path) else None
+    return storage.read_text(path).strip() if storage.exists(path) else None
 
 
 def _locked(output_dir: str, holder: str) -> OutputLockedError:
     return OutputLockedError(
-        f"{output_dir} is locked by build run {holder!r} ({LOCK}); if no such build is running, "
-        f"delete {storage.join(output_dir, LOCK)}"
+        f"{output_dir} is locked by build run {holder!r} ({LOCK}): another build is writing it. "
+        f"If no such build is running, rerun with force_unlock=true (flow) or delete "
+        f"{storage.join(output_dir, LOCK)}"
     )
