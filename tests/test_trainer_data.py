@@ -92,6 +92,27 @@ def test_no_augmentation_is_the_central_square(built):
         assert best < 4.0
 
 
+def test_every_augmentation_option_gives_valid_images(built):
+    from dataclasses import replace
+
+    from trainer.augment import augment_jpeg
+
+    root, manifest = built
+    record = next(iter(tf.data.TFRecordDataset(os.path.join(root, manifest.splits["train"].shards[0].path))))
+    encoded = tf.io.parse_single_example(record, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})["image/encoded"]
+    seed = tf.constant([1, 2], tf.int64)
+    for config in (AugmentConfig(), AugmentConfig.none(), replace(AugmentConfig(), saturation=0.4, hue=0.1),
+                   AugmentConfig(crop_scale=(0.05, 0.1), crop_ratio=(0.5, 2.0), brightness=0.5, contrast=0.5)):
+        image = augment_jpeg(encoded, 48, config, seed).numpy()
+        assert image.shape == (48, 48, 3) and image.dtype == np.float32
+        assert 0.0 <= image.min() and image.max() <= 255.0 and image.std() > 1.0
+        cropped = augment_jpeg(encoded, 48, config, seed, crop_decode=False).numpy()
+        np.testing.assert_allclose(image, cropped, atol=1e-3)  # the crop window decodes to the same pixels
+    for bad in ({"crop_scale": (0.0, 1.0)}, {"crop_ratio": (2.0, 1.0)}, {"brightness": 1.0}, {"hue": 0.6}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            AugmentConfig(**bad)
+
+
 @pytest.mark.parametrize("saturation", [0.0, 0.3])
 def test_folded_colour_jitter_equals_the_op_by_op_definitions(saturation):
     from trainer.augment import _color_jitter

@@ -126,6 +126,9 @@ def stage_dataset(url: str, cache_dir: str) -> StageReport:
     manifest = Manifest.from_json(manifest_bytes.decode("utf-8"), where=f"{url}/{MANIFEST}")
 
     report = StageReport(local_root)
+    local_manifest = _join(local_root, MANIFEST)
+    if _read(local_manifest) not in (None, manifest_bytes):
+        os.remove(local_manifest)  # another build now: the folder must not look complete while it changes
     wanted = [(manifest.label_map, manifest.label_map_sha256, None)]
     wanted += [(s.path, s.sha256, s.num_bytes) for split in manifest.splits.values() for s in split.shards]
     for relative, sha256, size in wanted:
@@ -136,11 +139,10 @@ def stage_dataset(url: str, cache_dir: str) -> StageReport:
         _download_verified(bucket.blob(blob_name(relative)), target, sha256, f"gs://{bucket_name}/{blob_name(relative)}")
         report.copied.append(relative)
 
-    target = _join(local_root, MANIFEST)
-    if _read(target) == manifest_bytes:
+    if _read(local_manifest) == manifest_bytes:
         report.kept.append(MANIFEST)
     else:
-        _write_atomic(target, manifest_bytes)
+        _write_atomic(local_manifest, manifest_bytes)
         report.copied.append(MANIFEST)
     return report
 
