@@ -2,11 +2,10 @@
 
 `python -m trainer run --config tiny` trains on the sample build's train split
 and exports the SavedModel; `search` then queries the train split with every
-validation image. Same-class images must come first far more often than
-chance. (Measured on this machine: top-1 same class 0.37, P@5 0.24 against a
-chance of ~0.04. The untrained `tiny` network scores about the same on this
-procedurally drawn sample - its random features already separate the classes'
-colours and shapes - so the test does not demand a margin over it.)
+validation image. For most queries the top-1 match must have the query's
+class, far above chance and above the same network untrained (exported the
+way trainer/run.py exports its baseline). Measured on this machine: trained
+top-1 0.63, P@5 0.64; untrained 0.40, 0.27; chance 0.035.
 """
 
 from __future__ import annotations
@@ -39,29 +38,52 @@ def trained_model(sample_build, tmp_path_factory) -> str:
     return export_dir
 
 
-@pytest.mark.slow
-def test_trained_model_finds_same_class_images_first(sample_build, trained_model, tmp_path, capsys):
+def _search(model: str, build: str, tmp, capsys) -> tuple[list[tuple[str, str, str]], float, float]:
+    """The terminal search of the validation split against the train split:
+    (query id, query label, top-1 label) per query, top-1 rate and P@5 as printed."""
     from unibed.retrieval.cli import main
 
-    out = tmp_path / "report"
-    code = main(["search", "--model", trained_model, "--gallery", sample_build.output,
-                 "--gallery-split", "train", "--query-split", "validation", "-k", "5",
-                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
+    out = tmp / "report"
+    code = main(["search", "--model", model, "--gallery", build, "--gallery-split", "train",
+                 "--query-split", "validation", "-k", "5", "--cache-dir", str(tmp / "cache"), "--out", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0
+    assert (out / "report.html").stat().st_size > 0 and (out / "contact_sheet.png").stat().st_size > 0
+    blocks = re.findall(r"^query (\S+)  \(label (\d+)\)\n\s+1\s+d=\S+\s+.+ \((\d+)\)\s+\w+\s+\S+$",
+                        stdout, re.MULTILINE)
+    summary = re.search(r"validation queries: top-1 same label ([\d.]+), P@5 ([\d.]+)", stdout)
+    assert summary, stdout[-1000:]
+    return blocks, float(summary.group(1)), float(summary.group(2))
 
+
+def _untrained_model(num_classes: int, path: str) -> str:
+    """The tiny network at the weights training starts from, exported like the trained one."""
+    import keras
+
+    from trainer.config import get_config
+    from trainer.export import export_saved_model
+    from trainer.model import build_models
+
+    config = get_config("tiny")
+    keras.utils.set_random_seed(config.seed)
+    export_saved_model(build_models(config, num_classes).embedding, config, path)
+    return path
+
+
+@pytest.mark.slow
+def test_trained_model_finds_same_class_images_first(sample_build, trained_model, tmp_path, capsys):
     manifest = sample_build.manifest
-    gallery_counts = Counter({int(c): n for c, n in manifest.records_per_class["train"].items()})
-    gallery_size = sum(gallery_counts.values())
-    # each validation query with its label, and its top-1 match's label, from the printed table
-    blocks = re.findall(r"^query (\S+)  \(label (\d+)\)\n\s+1\s+d=\S+\s+.+ \((\d+)\)\s+\w+\s+\S+$", stdout, re.MULTILINE)
+    blocks, top1_printed, p5 = _search(trained_model, sample_build.output, tmp_path / "trained", capsys)
     assert len(blocks) == manifest.splits["validation"].num_records
     top1 = sum(q_label == m_label for _, q_label, m_label in blocks) / len(blocks)
+    assert top1_printed == pytest.approx(top1, abs=1e-3)
     # a random ranking's top-1 hits the query's class with probability (class's share of the gallery)
-    chance = sum(gallery_counts[int(q_label)] for _, q_label, _ in blocks) / len(blocks) / gallery_size
-    summary = re.search(r"validation queries: top-1 same label ([\d.]+), P@5 ([\d.]+)", stdout)
-    assert summary and float(summary.group(1)) == pytest.approx(top1, abs=1e-3)
-    print(f"trained tiny model: top-1 {top1:.3f}, P@5 {summary.group(2)}, chance {chance:.3f}")
-    assert top1 >= max(0.25, 5 * chance)
-    assert float(summary.group(2)) >= 3 * chance
-    assert (out / "report.html").stat().st_size > 0 and (out / "contact_sheet.png").stat().st_size > 0
+    gallery_counts = Counter({int(c): n for c, n in manifest.records_per_class["train"].items()})
+    chance = sum(gallery_counts[int(q)] for _, q, _ in blocks) / len(blocks) / sum(gallery_counts.values())
+
+    untrained = _untrained_model(manifest.num_classes, str(tmp_path / "untrained-model"))
+    _, top1_untrained, p5_untrained = _search(untrained, sample_build.output, tmp_path / "untrained", capsys)
+    print(f"top-1 / P@5: trained {top1:.3f} / {p5:.3f}, untrained {top1_untrained:.3f} / "
+          f"{p5_untrained:.3f}, chance {chance:.3f}")
+    assert top1 > 0.5 and top1 > 5 * chance
+    assert top1 > top1_untrained and p5 > p5_untrained + 0.1
