@@ -24,7 +24,7 @@ system-deps:
 # uv comes from PyPI through pip; it then installs exactly what uv.lock pins.
 .venv/.synced: pyproject.toml uv.lock
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --python 3.11
+	$(UV) sync --frozen --all-extras --python 3.11
 	touch $@
 
 demo: setup
