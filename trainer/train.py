@@ -160,9 +160,12 @@ def _print_event(event: dict) -> None:
 
 def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir: str, *,
           num_train_records: int | None = None, stop_at_step: int | None = None,
-          strategy: tf.distribute.Strategy | None = None,
+          strategy: tf.distribute.Strategy | None = None, random_backbone: bool = False,
           on_event: Callable[[dict], None] = _print_event) -> TrainResult:
-    """Train (or resume) in `workdir`; stop_at_step (a global step) interrupts on purpose."""
+    """Train (or resume) in `workdir`; stop_at_step (a global step) interrupts on purpose.
+
+    random_backbone: a preset's architecture with random weights instead of its
+    pretrained ones (benchmarks; nothing is downloaded)."""
     steps = config.stage_steps(num_train_records)
     _check_workdir(workdir, config, num_classes, steps)
     strategy = strategy or make_strategy(config.strategy, config.tpu)
@@ -172,7 +175,7 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
     keras.utils.set_random_seed(config.seed)
 
     with strategy.scope():
-        models = build_models(config, num_classes)
+        models = build_models(config, num_classes, random_weights=random_backbone)
         optimizers = [_optimizer(config, config.head_lr, steps["head"], policy),
                       _optimizer(config, config.finetune_lr, steps["finetune"], policy)]
         # both optimizers built up front so one checkpoint restores either stage
