@@ -18,7 +18,7 @@ from collections import defaultdict
 
 from PIL import Image, ImageDraw, ImageOps
 
-THUMB = 96
+THUMB = 112
 LABEL_H = 26
 PAD = 6
 MAX_GROUPS = 8
@@ -82,14 +82,14 @@ def duplicate_sheet(groups, images: dict[str, bytes]) -> bytes:
     sheet = Image.new("RGB", (max(cols, 1) * cell_w, max(len(groups), 1) * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
     for r, (kept, drops) in enumerate(groups):
-        cells = [(kept, "kept", (30, 150, 30))] + [
-            (key, f"{kind} d={dist}", (200, 40, 40)) for key, dist, kind in drops]
+        cells = [(kept, f"kept {kept.split('/')[0]}", (30, 150, 30))] + [
+            (key, f"{kind} d={dist} {key.split('/')[0]}", (200, 40, 40)) for key, dist, kind in drops]
         for c, (key, caption, colour) in enumerate(cells):
             x, y = c * cell_w + PAD, r * cell_h + PAD
             sheet.paste(_thumb(images.get(key)), (x, y))
             draw.rectangle([x - 2, y - 2, x + THUMB + 1, y + THUMB + 1], outline=colour, width=2)
             draw.text((x, y + THUMB + 2), caption, fill=colour)
-            draw.text((x, y + THUMB + 13), key[-16:], fill=(60, 60, 60))
+            draw.text((x, y + THUMB + 13), key.split("/", 1)[-1][-16:], fill=(60, 60, 60))
     out = io.BytesIO()
     sheet.save(out, format="PNG", optimize=True)
     return out.getvalue()
