@@ -140,6 +140,21 @@ def _artifact_keys(api: str, flow_run_id: str) -> set[str]:
     return {a.key for a in artifacts}
 
 
+def _log_messages(api: str, flow_run_id: str, wait: float = 30) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + wait
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        while True:  # the worker's flow process ships logs in batches
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            messages = "\n".join(log.message for log in logs)
+            if "stage train: skipped" in messages or time.monotonic() > deadline:
+                return messages
+            time.sleep(1)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_deploy_run_build_then_train_on_a_real_server_and_worker(stack, sample_root, tmp_path):
@@ -173,3 +188,12 @@ def test_deploy_run_build_then_train_on_a_real_server_and_worker(stack, sample_r
     assert set(metrics["trained"]["per_source"]) == set(SOURCES)
     assert {"retrieval-scores", "mp-at-5-per-source", "training-curves", "training-curves-plot"} <= \
         _artifact_keys(stack.api, train_run)
+
+    # the pipeline over finished outputs resumes past both stages: nothing runs again
+    mtime = os.path.getmtime(os.path.join(output, "manifest.json"))
+    piped = stack.cli("deployment", "run", "unibed-pipeline/pipeline", "--params",
+                      json.dumps({**build_params, "workdir": workdir}), "--watch")
+    _artifact_keys(stack.api, _run_id(piped))  # completed
+    messages = _log_messages(stack.api, _run_id(piped))
+    assert "stage build: skipped" in messages and "stage train: skipped" in messages, messages
+    assert os.path.getmtime(os.path.join(output, "manifest.json")) == mtime
