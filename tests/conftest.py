@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 
 import pytest
 
@@ -76,11 +79,41 @@ def gcs_sample(gcs_emulator, sample_root) -> str:
 
 
 @pytest.fixture(scope="session")
-def local_build(sample_root, tmp_path_factory):
+def local_build(sample_build):
     """The sample built once on the single-process local runner: the reference
     that gs:// and multi-process builds must reproduce byte for byte."""
-    from test_build import sample_recipe
+    return sample_build
 
-    from beam_jobs.build import build_dataset
 
-    return build_dataset(sample_recipe(sample_root, str(tmp_path_factory.mktemp("local-build") / "out")))
+@dataclass(frozen=True)
+class TrainedRun:
+    workdir: str
+    stopped: subprocess.CompletedProcess  # `--stop-at-step 100`
+    resumed: subprocess.CompletedProcess  # the same command without the stop
+    export_dir: str
+
+
+def trainer_events(stdout: str) -> list[dict]:
+    prefix = "UNIBED_METRIC "
+    return [json.loads(x[len(prefix):]) for x in stdout.splitlines() if x.startswith(prefix)]
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_build, tmp_path_factory) -> TrainedRun:
+    """The tiny CLIP trained on the sample build through the trainer's command
+    line, stopped at step 100 and resumed: a couple of minutes, so done once
+    for the trainer's own checks and the retrieval rig's."""
+    workdir = str(tmp_path_factory.mktemp("trained-run") / "run")
+    args = [sys.executable, "-m", "trainer", "run", "--dataset", sample_build.output, "--workdir", workdir,
+            "--config", "tiny"]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def run(*extra):
+        return subprocess.run([*args, *extra], check=False, cwd=repo, capture_output=True, text=True, timeout=1500)
+
+    stopped = run("--stop-at-step", "100")
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    export_dir = next(e["export_dir"] for e in trainer_events(resumed.stdout) if e.get("event") == "exported")
+    return TrainedRun(workdir, stopped, resumed, export_dir)

@@ -59,9 +59,8 @@ def csv_rows(path: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def build(sample_root, tmp_path_factory):
-    output = str(tmp_path_factory.mktemp("build") / "out")
-    return build_dataset(sample_recipe(sample_root, output))
+def build(sample_build):
+    return sample_build  # conftest: the sample recipe built once per session
 
 
 @pytest.fixture(scope="module")

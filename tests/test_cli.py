@@ -20,14 +20,20 @@ def _unibed(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_demo_generates_the_sample_and_reads_every_layout(tmp_path):
-    done = _unibed("demo", "--workdir", str(tmp_path / "out"))
+def test_demo_runs_the_main_job_from_sample_to_scores(tmp_path):
+    # a short training: the score's quality is tests/test_trainer_run.py's business
+    done = _unibed("demo", "--workdir", str(tmp_path / "out"), "--train-steps", "10")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     for source, layout in [("imagenet", "official_tar"), ("imagenet", "kaggle_folder"),
                            ("products10k", "folder"), ("products10k", "zip"), ("gldv2", "tars")]:
         assert any(line.split()[:2] == [source, layout] for line in lines), done.stdout
     assert (tmp_path / "out" / "sample" / "ground_truth.json").exists()
+    assert (tmp_path / "out" / "build-sample" / "manifest.json").exists()
+    assert (tmp_path / "out" / "train-sample" / "export" / "saved_model.pb").exists()
+    scores = [line.split() for line in lines if line.split()[:1] in (["trained"], ["untrained"])]
+    assert [row[0] for row in scores] == ["trained", "untrained"], done.stdout[-2000:]
+    assert all(0.0 <= float(x) <= 1.0 for row in scores for x in row[1:])
 
 
 def test_inspect_json_accounts_for_every_input(sample_root, ground_truth):

@@ -10,11 +10,8 @@ top-1 0.63, P@5 0.64; untrained 0.40, 0.27; chance 0.035.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -23,19 +20,10 @@ METRIC = "UNIBED_METRIC "
 
 
 @pytest.fixture(scope="session")
-def trained_model(sample_build, tmp_path_factory) -> str:
-    """The trainer's tiny model on the sample build, exported (a few minutes on a CPU)."""
-    workdir = tmp_path_factory.mktemp("trainer-run")
-    run = subprocess.run(
-        [sys.executable, "-m", "trainer", "run", "--dataset", sample_build.output, "--workdir", str(workdir),
-         "--config", "tiny", "--no-baseline"],
-        check=False, capture_output=True, text=True, timeout=1500,
-        cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert run.returncode == 0, run.stderr[-3000:]
-    events = [json.loads(line[len(METRIC):]) for line in run.stdout.splitlines() if line.startswith(METRIC)]
-    export_dir = next(e["export_dir"] for e in events if e.get("event") == "exported")
-    assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))
-    return export_dir
+def trained_model(trained_run) -> str:
+    """The trainer's tiny model on the sample build, exported (conftest's trained_run)."""
+    assert os.path.isfile(os.path.join(trained_run.export_dir, "saved_model.pb"))
+    return trained_run.export_dir
 
 
 def _search(model: str, build: str, tmp, capsys) -> tuple[list[tuple[str, str, str]], float, float]:

@@ -87,9 +87,9 @@ def test_no_augmentation_is_the_central_square(built):
         for batch in eval_dataset(root, manifest, "train", batch_size=64, image_size=SIZE)
         for img in batch["image"].numpy()
     }
-    for image in images:  # same crop, different resize filter: close to one eval view
-        best = min(np.abs(v.astype(np.float32) - image).mean() for v in views.values())
-        assert best < 4.0
+    for image in images:  # same crop, different resize filter: close to one eval view, far from the rest
+        distances = sorted(np.abs(v.astype(np.float32) - image).mean() for v in views.values())
+        assert distances[0] < 8.0 and distances[0] < 0.35 * distances[len(distances) // 2], distances[:3]
 
 
 def test_every_augmentation_option_gives_valid_images(built):

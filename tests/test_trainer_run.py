@@ -26,18 +26,14 @@ def _metrics(stdout: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_tiny_clip_trained_on_the_sample_beats_untrained(sample_build, tmp_path):
-    workdir = str(tmp_path / "run")
-    args = ["run", "--dataset", sample_build.output, "--workdir", workdir, "--config", "tiny"]
-    first = _trainer(*args, "--stop-at-step", "100")
-    assert first.returncode == 0, first.stderr[-3000:]
-    events = _metrics(first.stdout)
+def test_tiny_clip_trained_on_the_sample_beats_untrained(sample_build, trained_run):
+    # trained_run (conftest): `run --stop-at-step 100`, then the same command again
+    workdir = trained_run.workdir
+    events = _metrics(trained_run.stopped.stdout)
     assert events[-1]["event"] == "stopped" and events[-1]["global_step"] == 100
-    assert not os.path.exists(os.path.join(workdir, "metrics.json"))
+    assert not any(e["event"] == "exported" for e in events)
 
-    done = _trainer(*args)
-    assert done.returncode == 0, done.stderr[-3000:]
-    events = _metrics(done.stdout)
+    events = _metrics(trained_run.resumed.stdout)
     resume = next(e for e in events if e["event"] == "resume")
     assert (resume["stage"], resume["step"]) == ("finetune", 50)  # head stage is 50 steps
     assert {e["stage"] for e in events if e["event"] == "train"} == {"finetune"}

@@ -9,6 +9,7 @@ import sys
 import time
 
 from beam_jobs.publish import OutputExistsError, OutputLockedError
+from flows.stages import StageFailed
 from schemas.errors import SchemaError, SourceLayoutError
 
 DEFAULT_SAMPLE = "out/sample"
@@ -144,9 +145,13 @@ def _cmd_demo(args) -> int:
     print("training a tiny CLIP + ArcFace on it, exporting, scoring mP@5 (Prefect flow train):")
     from unibed.train_command import cmd_train
 
-    train_args = argparse.Namespace(dataset=args.output, workdir=f"{args.workdir}/train-sample",
-                                    config="tiny", set=[], steps=None)
-    return cmd_train(train_args)
+    train_workdir = f"{args.workdir}/train-sample"
+    code = cmd_train(argparse.Namespace(dataset=args.output, workdir=train_workdir, config="tiny", set=[],
+                                        steps=args.train_steps))
+    model, gallery = f"{train_workdir}/export", args.output
+    print(f"\nsee it retrieve: unibed search --model {model} --gallery {gallery} --gallery-split train "
+          f"--query-split validation\n                 unibed serve --model {model} --gallery {gallery}")
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded default: sample -> build -> train -> score")
     p.add_argument("--workdir", default="out", help="where the sample and outputs go (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-steps", type=int, help="total training steps (default: the tiny config's)")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -216,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SchemaError, SourceLayoutError, OutputExistsError, OutputLockedError) as e:
+    except (SchemaError, SourceLayoutError, OutputExistsError, OutputLockedError, StageFailed) as e:
         print(f"unibed: {e}", file=sys.stderr)
         return 2
 
