@@ -33,12 +33,16 @@ demo: setup
 test: setup
 	.venv/bin/pytest
 
-# Printed figures, never pass/fail (see benchmarks/README.md); ~25 minutes.
+# Printed figures, never pass/fail (see benchmarks/README.md); about 45 minutes.
 bench: setup
 	.venv/bin/python -m benchmarks.bench_preprocess
 	.venv/bin/python -m benchmarks.bench_hamming_search
 	.venv/bin/python -m benchmarks.bench_dedup_threshold
 	.venv/bin/python -m benchmarks.bench_build
+	.venv/bin/python -m benchmarks.bench_fetch
+	.venv/bin/python -m benchmarks.bench_input_pipeline
+	.venv/bin/python -m benchmarks.bench_train_step
+	.venv/bin/python -m benchmarks.bench_retrieval
 
 lint: setup
 	.venv/bin/ruff check .
