@@ -114,8 +114,27 @@ def _upload(driver, base, path):
 
     driver.get(base + "/")
     driver.find_element(By.ID, "upload").send_keys(path)
+    _submit(driver)
+
+
+def _submit(driver, timeout=60):
+    """Click submit and wait for the next page to load. The old page's
+    readyState is already "complete", so mark its window and wait until a
+    document without the mark has loaded."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("window.__unibedOldPage = true;")
     driver.find_element(By.ID, "submit").click()
-    _wait_loaded(driver)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:  # mid-navigation the driver may answer with an error: ask again
+            if driver.execute_script("return !window.__unibedOldPage && document.readyState === 'complete';"):
+                return
+        except WebDriverException:
+            pass
+        assert time.monotonic() < deadline, "the page after submit did not load"
+        time.sleep(0.1)
 
 
 def _wait_loaded(driver, timeout=60):
@@ -170,8 +189,7 @@ def test_bad_uploads_show_an_error_and_the_server_keeps_serving(server, browser,
         _upload(browser, base, uploads["good"])
         assert len(browser.find_elements(By.CSS_SELECTOR, "#results figure.match")) == TOP_K, kind
     browser.get(base + "/")
-    browser.find_element(By.ID, "submit").click()  # no file chosen
-    _wait_loaded(browser)
+    _submit(browser)  # no file chosen
     assert "No file chosen" in browser.find_element(By.ID, "error").text
     assert proc.poll() is None
 
