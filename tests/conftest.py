@@ -117,3 +117,15 @@ def trained_run(sample_build, tmp_path_factory) -> TrainedRun:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     export_dir = next(e["export_dir"] for e in trainer_events(resumed.stdout) if e.get("event") == "exported")
     return TrainedRun(workdir, stopped, resumed, export_dir)
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One real temporary Prefect server for every in-process flow test (its
+    start-up costs ~20 s on 2 cores); subprocess flows reach it through the
+    API URL it returns. Tests tell their runs apart by flow run id."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()

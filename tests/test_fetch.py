@@ -275,7 +275,7 @@ def test_retry_after_forms():
 
 
 @pytest.mark.slow
-def test_flow_fetches_on_a_prefect_server_with_progress(server, sample_root, tmp_path):
+def test_flow_fetches_on_a_prefect_server_with_progress(prefect_api, server, sample_root, tmp_path):
     """The fetch-sources flow on a real temporary Prefect server: one task per source,
     progress lines in the run's log, a progress artifact per source at 100 %."""
     from prefect.client.orchestration import get_client
@@ -286,38 +286,36 @@ def test_flow_fetches_on_a_prefect_server_with_progress(server, sample_root, tmp
         LogFilterFlowRunId,
     )
     from prefect.logging.handlers import APILogHandler
-    from prefect.testing.utilities import prefect_test_harness
 
     from flows.fetch_sources import fetch_sources_flow
 
     server.script(TAR0, [None, status(500), drop(after=1000)])
     staging = str(tmp_path / "staging")
-    with prefect_test_harness(server_startup_timeout=180):  # 2 shared cores: slow start
-        state = fetch_sources_flow(
-            staging=staging, gldv2_url=f"{server.url}/google-landmark", gldv2_tars=TARS,
-            products10k_url=f"{sample_root}/products10k", part_size_mb=PART / (1 << 20),
-            progress_every=0.5, return_state=True)
-        result = state.result()
-        assert result["gldv2"]["fetched"] == 9 and result["products10k"]["fetched"] == 2
-        run_id = state.state_details.flow_run_id
-        APILogHandler().flush()  # run logs reach the server in batches
-        with get_client(sync_client=True) as client:
-            artifacts = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
-            messages = ""
-            for _ in range(30):  # and the server stores them a moment later
-                logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-                messages = "\n".join(log.message for log in logs)
-                if "gldv2: " in messages and "products10k: " in messages:
-                    break
-                time.sleep(1)
-        progress = {a.key: a.data for a in artifacts if a.type == "progress"}
-        assert progress == {"fetch-gldv2": 100.0, "fetch-products10k": 100.0}
-        assert "files 9/9" in messages and "MB/s" in messages and "files 2/2" in messages
+    state = fetch_sources_flow(
+        staging=staging, gldv2_url=f"{server.url}/google-landmark", gldv2_tars=TARS,
+        products10k_url=f"{sample_root}/products10k", part_size_mb=PART / (1 << 20),
+        progress_every=0.5, return_state=True)
+    result = state.result()
+    assert result["gldv2"]["fetched"] == 9 and result["products10k"]["fetched"] == 2
+    run_id = state.state_details.flow_run_id
+    APILogHandler().flush()  # run logs reach the server in batches
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        messages = ""
+        for _ in range(30):  # and the server stores them a moment later
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            messages = "\n".join(log.message for log in logs)
+            if "gldv2: " in messages and "products10k: " in messages:
+                break
+            time.sleep(1)
+    progress = {a.key: a.data for a in artifacts if a.type == "progress"}
+    assert progress == {"fetch-gldv2": 100.0, "fetch-products10k": 100.0}
+    assert "files 9/9" in messages and "MB/s" in messages and "files 2/2" in messages
 
-        again = fetch_sources_flow(staging=staging, gldv2_url=f"{server.url}/google-landmark",
-                                   gldv2_tars=TARS, products10k_url=f"{sample_root}/products10k")
-        assert again["gldv2"]["already_staged"] == 9 and again["gldv2"]["downloaded"] == 0
+    again = fetch_sources_flow(staging=staging, gldv2_url=f"{server.url}/google-landmark",
+                               gldv2_tars=TARS, products10k_url=f"{sample_root}/products10k")
+    assert again["gldv2"]["already_staged"] == 9 and again["gldv2"]["downloaded"] == 0
     assert_identical(f"{staging}/gldv2", f"{sample_root}/gldv2")
 
 

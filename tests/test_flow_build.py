@@ -14,15 +14,13 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 from prefect.logging.handlers import APILogHandler
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.build_dataset import build_dataset_flow
 
 
 @pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=180):  # 2 shared cores: slow start
-        yield
+def prefect_server(prefect_api):  # conftest: one temporary Prefect server per session
+    return prefect_api
 
 
 @pytest.mark.slow

@@ -18,8 +18,6 @@ import time
 import pytest
 from google.api_core import exceptions as gexc
 from prefect import flow, task
-from prefect.settings import PREFECT_API_URL
-from prefect.testing.utilities import prefect_test_harness
 
 from beam_jobs import publish
 from beam_jobs.publish import OutputExistsError, OutputLockedError, ValidationError
@@ -83,13 +81,6 @@ def test_stage_failure_names_stage_input_and_cause():
 
 
 # --- on a Prefect server ---------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    """A real Prefect server for this module; subprocess flows use it too."""
-    with prefect_test_harness(server_startup_timeout=180):
-        yield PREFECT_API_URL.value()
-
 
 _calls: dict[str, int] = {}
 
