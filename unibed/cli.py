@@ -112,7 +112,8 @@ def _cmd_build(args) -> int:
     for source, acc in result["accounting"].items():
         print(f"{source:12s} {acc['inputs']:7d} {acc['written']:8d} {acc['duplicates']:5d} "
               f"{acc['rejected']:9d} {acc['not_selected']:9d}")
-    print(f"manifest: {result['output']}/manifest.json; reports: duplicates.csv, rejects.csv, label_map.csv")
+    print(f"manifest: {result['output']}/manifest.json; reports: duplicates.csv, rejects.csv, label_map.csv, "
+          "duplicate_groups.png")
     return 0
 
 
