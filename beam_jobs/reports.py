@@ -46,6 +46,17 @@ def write_duplicates_report(path: str, rows: Iterable[DuplicateRow]) -> None:
     )
 
 
+def read_duplicates_report(text: str) -> dict[str, list[DuplicateRow]]:
+    """duplicates.csv read back, grouped by the kept image (groups and rows in
+    the report's order): what the duplicate pages and pictures show."""
+    groups: dict[str, list[DuplicateRow]] = {}
+    for r in csv.DictReader(io.StringIO(text)):
+        row = DuplicateRow(r["dropped"], r["kept"], int(r["distance"]), r["kind"],
+                           r["conflicting_labels"] == "true", r["dropped_label"], r["kept_label"])
+        groups.setdefault(row.kept, []).append(row)
+    return groups
+
+
 def write_rejects_report(path: str, rejections: Iterable[Rejection]) -> None:
     rows = sorted((r.source, r.image_id, r.reason.value, r.detail, r.where) for r in rejections)
     _write_csv(path, REJECTS_HEADER, rows)

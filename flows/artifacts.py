@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import time
-from collections import defaultdict
 
 from PIL import Image, ImageDraw, ImageOps
+
+from beam_jobs import sources
+from beam_jobs.reports import read_duplicates_report
 
 THUMB = 112
 LABEL_H = 26
@@ -32,34 +33,21 @@ def png_data_uri(png: bytes) -> str:
 def duplicate_groups(duplicates_csv: str, max_groups: int = MAX_GROUPS) -> list[tuple[str, list[tuple[str, int, str]]]]:
     """Up to `max_groups` groups (kept key, [(dropped key, distance, kind)]), near
     duplicates first (they are the interesting ones), then by kept key."""
-    groups: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
-    for row in csv.DictReader(io.StringIO(duplicates_csv)):
-        groups[row["kept"]].append((row["dropped"], int(row["distance"]), row["kind"]))
+    groups = {kept: [(r.dropped, r.distance, r.kind) for r in rows]
+              for kept, rows in read_duplicates_report(duplicates_csv).items()}
     ordered = sorted(groups.items(), key=lambda g: (-max(d for _, d, _ in g[1]), g[0]))
     return [(kept, sorted(drops)[:MAX_DROPPED]) for kept, drops in ordered[:max_groups]]
 
 
 def find_images(plan, keys: set[str], budget_seconds: float = 60.0) -> dict[str, bytes]:
-    """The source bytes of `keys` ('source/image_id'), read through the plan's
-    readers, unit by unit, until all are found or the time budget is spent (at
-    full scale a source is terabytes: the sheet shows what was found)."""
-    from beam_jobs.sources import read_unit
-    from schemas.source_record import SourceImage
-
-    found: dict[str, bytes] = {}
-    wanted_sources = {k.split("/", 1)[0] for k in keys}
+    """The source bytes of `keys` ('source/image_id') through the plan's readers,
+    until all are found or the time budget is spent (the sheet shows what was found)."""
     deadline = time.monotonic() + budget_seconds
+    found: dict[str, bytes] = {}
     for source, index in plan.indexes.items():
-        if source not in wanted_sources:
-            continue
-        for unit in index.units:
-            for item in read_unit(unit, index):
-                if isinstance(item, SourceImage):
-                    key = f"{item.record.source}/{item.record.image_id}"
-                    if key in keys:
-                        found[key] = item.data
-            if len(found) == len(keys) or time.monotonic() > deadline:
-                return found
+        wanted = {k for k in keys if k.split("/", 1)[0] == source}
+        if wanted and time.monotonic() <= deadline:
+            found.update((item.record.key, item.data) for item in sources.find_images(index, wanted, deadline))
     return found
 
 

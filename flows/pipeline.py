@@ -24,7 +24,7 @@ from flows.build_dataset import build_dataset_flow
 from flows.build_dataset import check_parameters as check_build_parameters
 from flows.fetch_sources import fetch_sources_flow
 from flows.stages import ParameterError
-from flows.train import PRESETS, train_flow
+from flows.train import PRESETS, read_metrics, train_flow
 from schemas.manifest import Manifest
 from unibed import storage
 
@@ -79,7 +79,7 @@ def pipeline_flow(
                                            runner_options=runner_options, force_unlock=force_unlock)
     if train_complete(workdir):
         logger.info("stage train: skipped, %s holds an export and metrics.json", workdir)
-        metrics = json.loads(storage.read_text(storage.join(workdir, "metrics.json")))
+        metrics = read_metrics(workdir)
         done["train"] = "skipped"
     else:
         metrics = train_flow(dataset=spec.output, workdir=workdir, config=config, overrides=overrides, steps=steps)

@@ -33,9 +33,9 @@ from prefect.cache_policies import NO_CACHE
 from flows import artifacts
 from flows.retries import retry_settings
 from flows.stages import ParameterError, stage
+from schemas.trainer_events import parse_event
 
 FLOW = "train"
-METRIC_PREFIX = "UNIBED_METRIC "
 PRESETS = ("tiny", "vit_l14", "vit_h14")  # trainer/config.py PRESET_NAMES (not imported: TensorFlow)
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=.*$")
 
@@ -106,8 +106,8 @@ def run_trainer(dataset: str, workdir: str, config: str, overrides: list[str] | 
                           env=env, bufsize=1) as proc:
         for line in proc.stdout:
             line = line.rstrip("\n")
-            if line.startswith(METRIC_PREFIX):
-                event = json.loads(line[len(METRIC_PREFIX):])
+            event = parse_event(line)
+            if event is not None:
                 events.append(event)
                 _log_event(logger, event)
             else:
@@ -123,13 +123,10 @@ def run_trainer(dataset: str, workdir: str, config: str, overrides: list[str] | 
 
 
 def read_metrics(workdir: str) -> dict:
-    """The trainer's `<workdir>/metrics.json` (local or gs://, read with Beam-free IO)."""
-    if "://" in workdir:
-        from unibed import storage
+    """The trainer's `<workdir>/metrics.json` (local or gs://)."""
+    from unibed import storage
 
-        return json.loads(storage.read_text(workdir.rstrip("/") + "/metrics.json"))
-    with open(os.path.join(workdir, "metrics.json")) as f:
-        return json.load(f)
+    return json.loads(storage.read_text(storage.join(workdir, "metrics.json")))
 
 
 def scores_markdown(metrics: dict, dataset: str, workdir: str) -> str:

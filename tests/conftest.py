@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from schemas.trainer_events import parse_events
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # A Prefect home (and SQLite database) of the test session's own, so runs
@@ -93,11 +95,6 @@ class TrainedRun:
     export_dir: str
 
 
-def trainer_events(stdout: str) -> list[dict]:
-    prefix = "UNIBED_METRIC "
-    return [json.loads(x[len(prefix):]) for x in stdout.splitlines() if x.startswith(prefix)]
-
-
 @pytest.fixture(scope="session")
 def trained_run(sample_build, tmp_path_factory) -> TrainedRun:
     """The tiny CLIP trained on the sample build through the trainer's command
@@ -115,7 +112,7 @@ def trained_run(sample_build, tmp_path_factory) -> TrainedRun:
     assert stopped.returncode == 0, stopped.stderr[-3000:]
     resumed = run()
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    export_dir = next(e["export_dir"] for e in trainer_events(resumed.stdout) if e.get("event") == "exported")
+    export_dir = next(e["export_dir"] for e in parse_events(resumed.stdout) if e.get("event") == "exported")
     return TrainedRun(workdir, stopped, resumed, export_dir)
 
 

@@ -16,8 +16,6 @@ from collections import Counter
 
 import pytest
 
-METRIC = "UNIBED_METRIC "
-
 
 @pytest.fixture(scope="session")
 def trained_model(trained_run) -> str:

@@ -12,6 +12,8 @@ import zipfile
 
 import pytest
 
+from schemas.trainer_events import parse_events
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -20,20 +22,15 @@ def _trainer(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _metrics(stdout: str) -> list[dict]:
-    prefix = "UNIBED_METRIC "
-    return [json.loads(x[len(prefix):]) for x in stdout.splitlines() if x.startswith(prefix)]
-
-
 @pytest.mark.slow
 def test_tiny_clip_trained_on_the_sample_beats_untrained(sample_build, trained_run):
     # trained_run (conftest): `run --stop-at-step 100`, then the same command again
     workdir = trained_run.workdir
-    events = _metrics(trained_run.stopped.stdout)
+    events = parse_events(trained_run.stopped.stdout)
     assert events[-1]["event"] == "stopped" and events[-1]["global_step"] == 100
     assert not any(e["event"] == "exported" for e in events)
 
-    events = _metrics(trained_run.resumed.stdout)
+    events = parse_events(trained_run.resumed.stdout)
     resume = next(e for e in events if e["event"] == "resume")
     assert (resume["stage"], resume["step"]) == ("finetune", 50)  # head stage is 50 steps
     assert {e["stage"] for e in events if e["event"] == "train"} == {"finetune"}

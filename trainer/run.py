@@ -23,6 +23,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
+from schemas.trainer_events import format_event
 from trainer.config import TrainConfig
 from trainer.data import load_manifest, resolve_dataset, train_dataset
 from trainer.evaluate import evaluate
@@ -35,11 +36,9 @@ from trainer.export import (
 from trainer.model import build_models
 from trainer.train import train
 
-METRIC_PREFIX = "UNIBED_METRIC "
-
 
 def emit_metric(event: dict) -> None:
-    sys.stdout.write(METRIC_PREFIX + json.dumps(event, sort_keys=True) + "\n")
+    sys.stdout.write(format_event(event) + "\n")
     sys.stdout.flush()
 
 

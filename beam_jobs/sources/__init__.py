@@ -11,12 +11,13 @@ docs/layouts.md for the layouts and the bad-metadata policy.
 
 from __future__ import annotations
 
+import time
 import zipfile
 from collections.abc import Iterator
 
 from beam_jobs.sources import base, gldv2, imagenet, products10k
 from beam_jobs.sources.base import ReadItem, ReadUnit, SourceIndex
-from schemas.source_record import Location, LocationKind
+from schemas.source_record import Location, LocationKind, SourceImage
 from unibed import storage
 
 READERS = {"imagenet": imagenet, "products10k": products10k, "gldv2": gldv2}
@@ -40,6 +41,20 @@ def read_unit(unit: ReadUnit, index: SourceIndex) -> Iterator[ReadItem]:
 def iter_source(index: SourceIndex) -> Iterator[ReadItem]:
     """Every input of the source, accounted for (see base.iter_source)."""
     return base.iter_source(index, _reader(index.source).read_unit)
+
+
+def find_images(index: SourceIndex, keys: set[str], deadline: float | None = None) -> Iterator[SourceImage]:
+    """The images of `keys` ('source/image_id'), streamed unit by unit until all
+    were seen or time.monotonic() passes `deadline`. Images a build dropped live
+    only in the sources; a full-size source is terabytes, hence the deadline."""
+    pending = set(keys)
+    for unit in index.units:
+        for item in read_unit(unit, index):
+            if isinstance(item, SourceImage) and item.record.key in pending:
+                pending.discard(item.record.key)
+                yield item
+        if not pending or (deadline is not None and time.monotonic() > deadline):
+            return
 
 
 def read_location(location: Location) -> bytes:

@@ -19,9 +19,9 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from beam_jobs.sources import open_index, read_unit
+from beam_jobs.reports import read_duplicates_report
+from beam_jobs.sources import find_images, open_index
 from schemas.manifest import Manifest
-from schemas.source_record import SourceImage
 from unibed import storage
 from unibed.retrieval.images import decode_untrusted, thumbnail_jpeg
 
@@ -46,12 +46,14 @@ def _read_csv(root: str, name: str | None) -> list[dict]:
 
 def duplicate_groups(root: str, manifest: Manifest) -> list[DuplicateGroup]:
     """duplicates.csv grouped by the kept image, groups in the report's order."""
-    groups: dict[str, DuplicateGroup] = {}
-    for row in _read_csv(root, manifest.reports.get("duplicates")):
-        group = groups.setdefault(row["kept"], DuplicateGroup(row["kept"], row["kept_label"]))
-        group.dropped.append({"key": row["dropped"], "distance": int(row["distance"]), "kind": row["kind"],
-                              "conflicting": row["conflicting_labels"] == "true", "label": row["dropped_label"]})
-    return list(groups.values())
+    name = manifest.reports.get("duplicates")
+    path = storage.join(root, name) if name else None
+    if path is None or not storage.exists(path):
+        return []
+    return [DuplicateGroup(kept, rows[0].kept_label,
+                           [{"key": r.dropped, "distance": r.distance, "kind": r.kind,
+                             "conflicting": r.conflicting_labels, "label": r.dropped_label} for r in rows])
+            for kept, rows in read_duplicates_report(storage.read_text(path)).items()]
 
 
 def rejects(root: str, manifest: Manifest) -> list[dict]:
@@ -88,16 +90,12 @@ class SourceThumbnails:
                 pending = set(keys)
                 try:
                     index = open_index(source, where, specs[source].layout)
-                    for unit in index.units:
-                        for item in read_unit(unit, index):
-                            if isinstance(item, SourceImage) and item.record.key in pending:
-                                pending.discard(item.record.key)
-                                try:
-                                    self.thumbs[item.record.key] = thumbnail_jpeg(decode_untrusted(item.data, spec))
-                                except ValueError as e:
-                                    self.errors[item.record.key] = str(e)
-                        if not pending:
-                            break
+                    for item in find_images(index, keys):
+                        pending.discard(item.record.key)
+                        try:
+                            self.thumbs[item.record.key] = thumbnail_jpeg(decode_untrusted(item.data, spec))
+                        except ValueError as e:
+                            self.errors[item.record.key] = str(e)
                 except Exception as e:  # noqa: BLE001 - any reader failure is shown as the reason
                     self.errors.update({k: f"cannot read {where}: {type(e).__name__}: {e}" for k in pending})
                     continue
