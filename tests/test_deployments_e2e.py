@@ -53,7 +53,9 @@ class Stack:
         self.api = f"http://127.0.0.1:{port}/api"
         self.env = {**os.environ, "PREFECT_HOME": home, "PREFECT_API_URL": self.api,
                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "UNIBED_HOME": ROOT,
-                    "PREFECT_LOGGING_LEVEL": "INFO", "PYTHONPATH": ROOT}
+                    "PREFECT_LOGGING_LEVEL": "INFO", "PYTHONPATH": ROOT,
+                    # the worker asks for scheduled runs every second, not every 10 s (default)
+                    "PREFECT_WORKER_QUERY_SECONDS": "1"}
         self.port, self.home = port, home
         self.server = self.worker = None
         # closed in stop()
@@ -168,7 +170,7 @@ def test_deploy_run_build_then_train_on_a_real_server_and_worker(stack, sample_r
 
     build_params = {"output": output, "sources": {s: f"{sample_root}/{s}" for s in SOURCES}}
     built = stack.cli("deployment", "run", "build-dataset/build-sample", "--params", json.dumps(build_params),
-                      "--watch")
+                      "--watch", "--watch-interval", "1")
     build_run = _run_id(built)
     manifest = _read_json(os.path.join(output, "manifest.json"))
     shards = [s["path"] for split in manifest["splits"].values() for s in split["shards"]]
@@ -179,7 +181,7 @@ def test_deploy_run_build_then_train_on_a_real_server_and_worker(stack, sample_r
 
     train_params = {"dataset": output, "workdir": workdir, "config": "tiny", "steps": 4,
                     "overrides": ["log_every_steps=1"]}
-    trained = stack.cli("deployment", "run", "train/train", "--params", json.dumps(train_params), "--watch")
+    trained = stack.cli("deployment", "run", "train/train", "--params", json.dumps(train_params), "--watch", "--watch-interval", "1")
     train_run = _run_id(trained)
     assert os.path.exists(os.path.join(workdir, "export", "saved_model.pb"))
     metrics = _read_json(os.path.join(workdir, "metrics.json"))
@@ -192,7 +194,7 @@ def test_deploy_run_build_then_train_on_a_real_server_and_worker(stack, sample_r
     # the pipeline over finished outputs resumes past both stages: nothing runs again
     mtime = os.path.getmtime(os.path.join(output, "manifest.json"))
     piped = stack.cli("deployment", "run", "unibed-pipeline/pipeline", "--params",
-                      json.dumps({**build_params, "workdir": workdir}), "--watch")
+                      json.dumps({**build_params, "workdir": workdir}), "--watch", "--watch-interval", "1")
     _artifact_keys(stack.api, _run_id(piped))  # completed
     messages = _log_messages(stack.api, _run_id(piped))
     assert "stage build: skipped" in messages and "stage train: skipped" in messages, messages
