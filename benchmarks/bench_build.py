@@ -12,8 +12,8 @@ import shutil
 import tempfile
 import time
 
-from beam_jobs.build import build_dataset
-from schemas.recipe import load_recipe
+from unibed.dataplane.build.launcher import build_dataset
+from unibed.dataplane.recipes import load_recipe
 from unibed.sample import generate_sample
 
 

@@ -27,11 +27,11 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance
 
-from beam_jobs.preprocess import ProcessedImage, preprocess
-from beam_jobs.sources import iter_source, open_index
-from schemas.recipe import ImageSpec
-from schemas.source_record import SourceImage
+from unibed.dataplane.images.preprocess import ProcessedImage, preprocess
+from unibed.dataplane.sources import iter_source, open_index
 from unibed.sample import generate_sample
+from unibed.schemas.recipe import ImageSpec
+from unibed.schemas.source_record import SourceImage
 
 
 def _jpeg(image: Image.Image, quality: int = 90) -> bytes:

@@ -19,7 +19,7 @@ import time
 import requests
 
 from tests.fault_server import FaultServer, drop, status
-from unibed.fetch import FetchItem, FetchOptions, RetryPolicy, fetch_items
+from unibed.dataplane.fetch import FetchItem, FetchOptions, RetryPolicy, fetch_items
 
 
 def main() -> None:

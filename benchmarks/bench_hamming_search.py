@@ -1,4 +1,4 @@
-"""How fast the exact Hamming-radius search (beam_jobs/hamming_search.py) is, and how it scales.
+"""How fast the exact Hamming-radius search (unibed/dataplane/dedup/hamming_search.py) is, and how it scales.
 
     .venv/bin/python -m benchmarks.bench_hamming_search [--sizes 1e6 5e6] [--radii 4 8 10]
 
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from beam_jobs.hamming_search import bit_collisions, find_pairs, plan_search
+from unibed.dataplane.dedup.hamming_search import bit_collisions, find_pairs, plan_search
 
 KINDS = ("uniform", "clustered")
 CLUSTER_SIZE = 20

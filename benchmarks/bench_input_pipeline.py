@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.bench_input_pipeline [--dataset DIR] [--images 4096] [--rounds 2]
 
-Builds the generated sample (unibed.sample + beam_jobs.build, sample recipe)
+Builds the generated sample (unibed.sample + unibed.dataplane.build.launcher, sample recipe)
 into a temporary folder unless --dataset names a built dataset, then times
-`trainer.data.train_dataset` at 224 px, batch 64, repeating the dataset for
+`unibed.trainer.data.train_dataset` at 224 px, batch 64, repeating the dataset for
 --images images per row after a warm-up; it prints images/s (wall) and CPU ms per image
 summed over tf.data's threads, whose inverse times the core count is the
 throughput the cores could give with nothing else running. Side by side in the same run:
@@ -25,17 +25,17 @@ from dataclasses import replace
 
 import tensorflow as tf
 
-from schemas import features
-from trainer.augment import AugmentConfig, augment_jpeg
-from trainer.data import load_manifest, shard_paths, train_dataset
-from trainer.features import parse_example
+from unibed.schemas import features
+from unibed.trainer.augment import AugmentConfig, augment_jpeg
+from unibed.trainer.data import load_manifest, shard_paths, train_dataset
+from unibed.trainer.features import parse_example
 
 SIZE, BATCH = 224, 64
 
 
 def build_sample(workdir: str) -> str:
-    from beam_jobs.build import build_dataset
-    from schemas.recipe import load_recipe
+    from unibed.dataplane.build.launcher import build_dataset
+    from unibed.dataplane.recipes import load_recipe
     from unibed.sample import generate_sample
 
     sample = os.path.join(workdir, "sample")

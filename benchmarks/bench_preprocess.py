@@ -5,7 +5,7 @@
 For photo-like JPEGs (q90) at 500x375 (ImageNet-like) and 1600x1200 (GLDv2-like), prints
 the CPU time per image (time.process_time, best of 5 interleaved passes) of
   (a) a bare full decode, Image.open(...).load(), and .convert("RGB") for reference,
-  (b) beam_jobs.preprocess.preprocess under resize="pow2" (the default) and "exact",
+  (b) unibed.dataplane.images.preprocess.preprocess under resize="pow2" (the default) and "exact",
   (c) the naive imagehash.phash(Image.open(...)), hashing at full size,
 their ratios to (a), whether (b) meets its target, the stored size and average stored
 bytes per image of each mode, and where (b)'s time goes. No assertions: figures only.
@@ -23,8 +23,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageDraw, ImageFilter, features
 
-from beam_jobs.phash import phash
-from beam_jobs.preprocess import (
+from unibed.dataplane.images.phash import phash
+from unibed.dataplane.images.preprocess import (
     REDUCING_GAP,
     RESAMPLE,
     ProcessedImage,
@@ -32,7 +32,7 @@ from beam_jobs.preprocess import (
     jpeg_without_metadata,
     preprocess,
 )
-from schemas.recipe import ImageSpec
+from unibed.schemas.recipe import ImageSpec
 
 # (width, height) -> the most preprocess may cost, in full decodes (a)
 TARGETS = {(500, 375): 2.0, (1600, 1200): 1.0}

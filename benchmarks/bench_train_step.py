@@ -17,8 +17,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from trainer.config import get_config
-from trainer.train import train
+from unibed.trainer.config import get_config
+from unibed.trainer.train import train
 
 
 def _dataset(image_size: int, num_classes: int):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from schemas.trainer_events import parse_events
+from unibed.schemas.trainer_events import parse_events
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
@@ -40,8 +40,8 @@ def ground_truth(sample_root) -> dict:
 def sample_build(sample_root, tmp_path_factory):
     """The sample built once per session with the sample recipe (a BuildResult:
     `.output` is the folder holding manifest.json and the shards)."""
-    from beam_jobs.build import build_dataset
-    from schemas.recipe import load_recipe
+    from unibed.dataplane.build.launcher import build_dataset
+    from unibed.dataplane.recipes import load_recipe
 
     output = str(tmp_path_factory.mktemp("sample-build") / "out")
     recipe = load_recipe(os.path.join(os.path.dirname(__file__), "..", "recipes", "sample.yaml"))
@@ -101,7 +101,7 @@ def trained_run(sample_build, tmp_path_factory) -> TrainedRun:
     line, stopped at step 100 and resumed: a couple of minutes, so done once
     for the trainer's own checks and the retrieval rig's."""
     workdir = str(tmp_path_factory.mktemp("trained-run") / "run")
-    args = [sys.executable, "-m", "trainer", "run", "--dataset", sample_build.output, "--workdir", workdir,
+    args = [sys.executable, "-m", "unibed.trainer", "run", "--dataset", sample_build.output, "--workdir", workdir,
             "--config", "tiny"]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beam_jobs.build import build_dataset, plan_build
-from beam_jobs.example_codec import decode_example
-from beam_jobs.publish import OutputExistsError
-from beam_jobs.split import validation_count
-from beam_jobs.tfrecord_framing import iter_records
-from schemas import features
-from schemas.errors import SchemaError, SourceLayoutError
-from schemas.label_map import LabelMap
-from schemas.manifest import Manifest
-from schemas.recipe import load_recipe, parse_recipe
+from unibed.dataplane.build.launcher import build_dataset, plan_build
+from unibed.dataplane.build.publish import OutputExistsError
+from unibed.dataplane.build.split import validation_count
+from unibed.dataplane.recipes import load_recipe
+from unibed.dataplane.records.codec import decode_example
+from unibed.dataplane.records.framing import iter_records
+from unibed.schemas import features
+from unibed.schemas.errors import SchemaError, SourceLayoutError
+from unibed.schemas.label_map import LabelMap
+from unibed.schemas.manifest import Manifest
+from unibed.schemas.recipe import parse_recipe
 
 LAYOUT_READ = {"imagenet": "official_tar", "products10k": "folder", "gldv2": "tars"}
 REASON_OF_QUIRK = {
@@ -204,7 +205,7 @@ def test_exclusion_set_images_and_their_near_copies_never_reach_the_shards(sampl
 def test_tensorflow_reads_the_shards_with_the_competition_keys(build):
     code = f"""
         import glob, json, tensorflow as tf
-        from trainer.features import parse_example
+        from unibed.trainer.features import parse_example
         files = sorted(glob.glob({build.output!r} + "/*.tfrecord"))
         def decode(x):
             return tf.io.decode_jpeg(x["image/encoded"], channels=3), x["image/class/label"]

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from beam_jobs import keep_rule
-from beam_jobs.selection import cap_per_class, choose_classes, label_order, select_source
-from beam_jobs.sources.base import ClassInfo, SourceIndex
-from beam_jobs.split import split_class, validation_count
-from schemas.errors import SchemaError
-from schemas.recipe import SourceSpec
+from unibed.dataplane.build.selection import (
+    cap_per_class,
+    choose_classes,
+    label_order,
+    select_source,
+)
+from unibed.dataplane.build.split import split_class, validation_count
+from unibed.dataplane.dedup import keep_rule
+from unibed.dataplane.sources.base import ClassInfo, SourceIndex
+from unibed.schemas.errors import SchemaError
+from unibed.schemas.recipe import SourceSpec
 
 
 def _index(listed: dict[str, str], **extra) -> SourceIndex:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.data import eval_dataset, load_manifest
-from trainer.evaluate import EvalResult, evaluate
+from unibed.trainer.data import eval_dataset, load_manifest
+from unibed.trainer.evaluate import EvalResult, evaluate
 
 SIZE, BATCH = 32, 64
 SOURCES = {"imagenet", "products10k", "gldv2"}

@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from beam_jobs.sources import iter_source, open_index
 from tests.fault_server import CORRUPT, FaultServer, drop, status
-from unibed.fetch import (
+from unibed.dataplane.fetch import (
     CorruptFileError,
     FetchFailed,
     FetchItem,
@@ -23,7 +22,8 @@ from unibed.fetch import (
     plan_from_base,
     plan_gldv2,
 )
-from unibed.fetch.retry import parse_retry_after
+from unibed.dataplane.fetch.retry import parse_retry_after
+from unibed.dataplane.sources import iter_source, open_index
 
 TARS = 3  # the default sample writes images_000.tar ... images_002.tar
 PART = 256 << 10  # small parts, so a sample tar (~3.4 MB) is ~13 of them
@@ -287,7 +287,7 @@ def test_flow_fetches_on_a_prefect_server_with_progress(prefect_api, server, sam
     )
     from prefect.logging.handlers import APILogHandler
 
-    from flows.fetch_sources import fetch_sources_flow
+    from unibed.flows.fetch_sources import fetch_sources_flow
 
     server.script(TAR0, [None, status(500), drop(after=1000)])
     staging = str(tmp_path / "staging")
@@ -324,7 +324,7 @@ def test_fetch_into_gcs_resumes_and_composes(server, sample_root, gcs_emulator):
     """Staging in gs:// (a real local GCS server): parts are objects, joined by
     compose in rounds (64 KiB parts: 52 for the tar, over the 32 one compose takes);
     an interrupted run resumes by ranges; wrong bytes never reach the final name."""
-    from unibed import storage
+    from unibed.dataplane import storage
 
     gcs_emulator.create_bucket("unibed-staging")
     staging = "gs://unibed-staging/gldv2"

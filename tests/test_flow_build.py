@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.logging.handlers import APILogHandler
 
-from flows.build_dataset import build_dataset_flow
+from unibed.flows.build_dataset import build_dataset_flow
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ import pytest
 from google.api_core import exceptions as gexc
 from prefect import flow, task
 
-from beam_jobs import publish
-from beam_jobs.publish import OutputExistsError, OutputLockedError, ValidationError
-from flows.retries import is_transient, retry_settings
-from flows.stages import ParameterError, StageFailed
-from flows.train import TrainerFailed
-from schemas.errors import SchemaError, SourceLayoutError
-from schemas.manifest import Manifest
+from unibed.dataplane.build import publish
+from unibed.dataplane.build.publish import OutputExistsError, OutputLockedError, ValidationError
+from unibed.flows.retries import is_transient, retry_settings
+from unibed.flows.stages import ParameterError, StageFailed
+from unibed.flows.train import TrainerFailed
+from unibed.schemas.errors import SchemaError, SourceLayoutError
+from unibed.schemas.manifest import Manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCES = ("imagenet", "products10k", "gldv2")
@@ -65,7 +65,7 @@ def test_transient_errors_are_retried(exc):
     gexc.NotFound("no bucket"), gexc.Forbidden("no access"),
     ParameterError("build-dataset", "runner", "bad"),
     _caused(RuntimeError("beam job failed"), SchemaError("bad record")),  # bad input under Beam's wrapper
-    RuntimeError("Pipeline failed: schemas.errors.SchemaError: location uri must be ..."),
+    RuntimeError("Pipeline failed: unibed.schemas.errors.SchemaError: location uri must be ..."),
     TrainerFailed("trainer exited with code 1: error: ConfigError: head_lr", 1),
     KeyError("x"), RuntimeError("unknown"),
 ], ids=lambda e: type(e).__name__)
@@ -110,7 +110,7 @@ def _env(api_url: str) -> dict:
     return {**os.environ, "PREFECT_API_URL": api_url, "PYTHONPATH": ROOT}
 
 
-_RUN = ("import json, sys; from flows.build_dataset import build_dataset_flow; "
+_RUN = ("import json, sys; from unibed.flows.build_dataset import build_dataset_flow; "
         "r = build_dataset_flow(**json.loads(sys.argv[1])); print('RESULT ' + json.dumps(r))")
 
 
@@ -210,7 +210,7 @@ def test_a_live_foreign_lock_is_respected_and_force_unlock_breaks_it(prefect_api
 
 @pytest.mark.slow
 def test_bad_parameters_fail_before_any_work_naming_the_parameter(prefect_api, sample_root, tmp_path):
-    from flows.build_dataset import build_dataset_flow
+    from unibed.flows.build_dataset import build_dataset_flow
 
     sources = {s: f"{sample_root}/{s}" for s in SOURCES}
     cases = [

@@ -14,12 +14,12 @@ import pytest
 from google.cloud import storage as gcs
 from test_build import sample_recipe
 
-from beam_jobs import publish
-from beam_jobs.build import build_dataset
-from beam_jobs.publish import OutputLockedError
-from schemas.label_map import LabelMap
-from schemas.manifest import Manifest
-from unibed import storage
+from unibed.dataplane import storage
+from unibed.dataplane.build import publish
+from unibed.dataplane.build.launcher import build_dataset
+from unibed.dataplane.build.publish import OutputLockedError
+from unibed.schemas.label_map import LabelMap
+from unibed.schemas.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from beam_jobs import hamming_search
-from beam_jobs.hamming_search import (
+from unibed.dataplane.dedup import hamming_search
+from unibed.dataplane.dedup.hamming_search import (
     Block,
     brute_force_pairs,
     find_cross_pairs,

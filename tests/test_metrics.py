@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.metrics import knn, mean_precision_at_k, precision_at_k, relevant_counts
+from unibed.trainer.metrics import knn, mean_precision_at_k, precision_at_k, relevant_counts
 
 # index: label 1 x2, label 7 x6, label 3 x1, label 4 x1, label 5 x3  (N = 13)
 INDEX = np.array([1, 1, 7, 7, 7, 7, 7, 7, 3, 4, 5, 5, 5])

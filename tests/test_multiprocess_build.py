@@ -12,9 +12,9 @@ import pytest
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 from test_build import sample_recipe
 
-from beam_jobs.build import build_dataset
-from beam_jobs.runner_options import pipeline_options, runner_config
-from unibed import storage
+from unibed.dataplane import storage
+from unibed.dataplane.build.launcher import build_dataset
+from unibed.dataplane.build.runner_options import pipeline_options, runner_config
 
 pytestmark = pytest.mark.slow
 

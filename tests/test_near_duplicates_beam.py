@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.hamming_search import brute_force_pairs, first_block_within
-from beam_jobs.near_duplicates import (
+from unibed.dataplane.dedup.hamming_search import brute_force_pairs, first_block_within
+from unibed.dataplane.dedup.near_duplicates import (
     NearDuplicatePairs,
     _bucket_tasks,
     _meeting_key,

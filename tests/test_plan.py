@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from beam_jobs.build import plan_build
-from beam_jobs.plan_report import describe_plan, format_plan
-from schemas.recipe import load_recipe
+from unibed.dataplane.build.launcher import plan_build
+from unibed.dataplane.build.plan_report import describe_plan, format_plan
+from unibed.dataplane.recipes import load_recipe
 from unibed.sample.full_metadata import FullMetadataConfig, write_full_metadata
 
 # The real class counts (1,000 synsets, 9,691 SKUs, more than 7,000 landmarks)
@@ -65,7 +65,7 @@ def test_plan_report_counts_and_prints(plan):
 
 
 def test_cloud_estimate_is_bounded_by_the_slower_of_cpu_and_reading(plan):
-    from beam_jobs.plan_report import CloudAssumptions, estimate_cloud
+    from unibed.dataplane.build.plan_report import CloudAssumptions, estimate_cloud
 
     report = describe_plan(plan)
     gldv2 = next(s for s in report.sources if s.source == "gldv2")

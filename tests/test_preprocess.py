@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile, ImageFilter
 
-from beam_jobs.phash import _resize_lanczos, phash
-from beam_jobs.preprocess import (
+from unibed.dataplane.images.phash import _resize_lanczos, phash
+from unibed.dataplane.images.preprocess import (
     REDUCING_GAP,
     RESAMPLE,
     ProcessedImage,
@@ -23,9 +23,9 @@ from beam_jobs.preprocess import (
     jpeg_without_metadata,
     preprocess,
 )
-from schemas.features import phash_to_int64
-from schemas.recipe import ImageSpec
-from schemas.source_record import RejectReason
+from unibed.schemas.features import phash_to_int64
+from unibed.schemas.recipe import ImageSpec
+from unibed.schemas.source_record import RejectReason
 
 SPEC = ImageSpec()  # resize="pow2"
 EXACT = ImageSpec(resize="exact")

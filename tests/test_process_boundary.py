@@ -11,17 +11,18 @@ import subprocess
 import sys
 import textwrap
 
-import trainer
-from beam_jobs.example_codec import decode_example, encode_example
-from beam_jobs.tfrecord_framing import frame, iter_records
-from schemas import features
+from unibed import trainer
+from unibed.dataplane.records.codec import decode_example, encode_example
+from unibed.dataplane.records.framing import frame, iter_records
+from unibed.schemas import features
 
 DATA_PLANE_MODULES = (
-    "schemas.recipe", "schemas.manifest", "schemas.label_map", "unibed.storage",
-    "beam_jobs.example_codec", "beam_jobs.sources", "unibed.sample", "unibed.cli",
+    "unibed.schemas.recipe", "unibed.schemas.manifest", "unibed.schemas.label_map", "unibed.dataplane.storage",
+    "unibed.dataplane.records.codec", "unibed.dataplane.sources", "unibed.dataplane.build.launcher",
+    "unibed.sample", "unibed.flows.build_dataset", "unibed.cli",
 )
 TRAINER_MODULES = tuple(
-    m.name for m in pkgutil.walk_packages(trainer.__path__, "trainer.") if m.name != "trainer.__main__"
+    m.name for m in pkgutil.walk_packages(trainer.__path__, "unibed.trainer.") if m.name != "unibed.trainer.__main__"
 )
 
 
@@ -66,7 +67,7 @@ def test_tensorflow_parses_codec_records_with_only_the_training_keys(tmp_path):
         assert list(iter_records(f)) == raw
     out = _run(f"""
         import json, tensorflow as tf
-        from trainer.features import parse_example
+        from unibed.trainer.features import parse_example
         ds = tf.data.TFRecordDataset([{str(path)!r}]).map(parse_example)
         print(json.dumps([[int(x["image/class/label"]), x["image/encoded"].numpy().decode("latin1")] for x in ds]))
         """)
@@ -103,7 +104,8 @@ def test_trainer_never_imports_the_data_plane():
         import sys
         for m in {TRAINER_MODULES!r}:
             __import__(m)
-        print(sorted(m for m in sys.modules if m.split(".")[0] in ("tfrecord", "beam_jobs", "apache_beam")))
+        print(sorted(m for m in sys.modules if m.split(".")[0] in ("tfrecord", "apache_beam", "prefect")
+                      or m.startswith(("unibed.dataplane", "unibed.flows"))))
         """)
     assert out.strip().splitlines()[-1] == "[]"
 
@@ -111,7 +113,7 @@ def test_trainer_never_imports_the_data_plane():
 def test_codec_and_tensorflow_share_a_process():
     out = _run("""
         import tensorflow as tf
-        from beam_jobs.example_codec import decode_example, encode_example
+        from unibed.dataplane.records.codec import decode_example, encode_example
         from tests.test_process_boundary import _record
         raw = encode_example(_record(7, 123))
         example = tf.train.Example.FromString(raw)

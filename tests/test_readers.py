@@ -9,10 +9,15 @@ import tarfile
 import pytest
 from PIL import Image
 
-from beam_jobs.sources import imagenet, iter_source, open_index, read_location
-from beam_jobs.sources.common import Md5Reader, iter_csv, iter_tar_members, unsafe_member_reason
-from schemas.errors import SourceLayoutError
-from schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
+from unibed.dataplane.sources import imagenet, iter_source, open_index, read_location
+from unibed.dataplane.sources.common import (
+    Md5Reader,
+    iter_csv,
+    iter_tar_members,
+    unsafe_member_reason,
+)
+from unibed.schemas.errors import SourceLayoutError
+from unibed.schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
 
 
 def jpeg(shade: int) -> bytes:

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 from test_readers import tar_bytes  # tests/ is on sys.path under pytest
 
-from beam_jobs.sources import gldv2, iter_source, open_index, read_location
-from schemas.errors import ChecksumError, SourceLayoutError
-from schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
+from unibed.dataplane.sources import gldv2, iter_source, open_index, read_location
+from unibed.schemas.errors import ChecksumError, SourceLayoutError
+from unibed.schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
 
 A, B, C, D = "abc0000000000001", "abd0000000000002", "0120000000000003", "fff0000000000004"
 TRAIN_CSV = (

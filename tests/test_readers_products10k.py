@@ -8,9 +8,9 @@ import zipfile
 import pytest
 from PIL import Image
 
-from beam_jobs.sources import iter_source, open_index, products10k, read_location
-from schemas.errors import SourceLayoutError
-from schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
+from unibed.dataplane.sources import iter_source, open_index, products10k, read_location
+from unibed.schemas.errors import SourceLayoutError
+from unibed.schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
 
 GOOD_CSV = "name,class,group\n0.jpg,5,1\n1.jpg,5,1\n2.jpg,7,2\n"
 

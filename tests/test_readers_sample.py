@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from beam_jobs.sources import READERS, iter_source, open_index, read_location
-from schemas.source_record import Rejection, RejectReason, SourceImage
+from unibed.dataplane.sources import READERS, iter_source, open_index, read_location
+from unibed.schemas.source_record import Rejection, RejectReason, SourceImage
 
 SOURCE_LAYOUTS = [(s, layout) for s, reader in READERS.items() for layout in reader.LAYOUTS]
 NOT_READ = {"missing", "unlabelled"}  # quirks that come out as rejections, not images

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_jobs.example_codec import decode_example
-from beam_jobs.tfrecord_framing import iter_records
-from schemas import features
-from schemas.manifest import Manifest
+from unibed.dataplane.records.codec import decode_example
+from unibed.dataplane.records.framing import iter_records
 from unibed.retrieval import index as index_module
 from unibed.retrieval.index import ExactIndex, IndexError_, faiss_available, make_index
+from unibed.schemas import features
+from unibed.schemas.manifest import Manifest
 
 
 def export_projection_model(path: str, seed: int = 0) -> str:
@@ -247,7 +247,7 @@ def test_bad_gallery_items_are_skipped_with_reasons(sample_build, projection_mod
 # --- the search command --------------------------------------------------------------
 
 def _search(argv, capsys):
-    from unibed.retrieval.cli import main
+    from unibed.cli.search import main
 
     code = main(["search", *argv])
     captured = capsys.readouterr()

@@ -1,10 +1,10 @@
 """The terminal search with a model the real trainer trained on the built sample.
 
-`python -m trainer run --config tiny` trains on the sample build's train split
+`python -m unibed.trainer run --config tiny` trains on the sample build's train split
 and exports the SavedModel; `search` then queries the train split with every
 validation image. For most queries the top-1 match must have the query's
 class, far above chance and above the same network untrained (exported the
-way trainer/run.py exports its baseline). Measured on this machine: trained
+way unibed/trainer/run.py exports its baseline). Measured on this machine: trained
 top-1 0.63, P@5 0.64; untrained 0.40, 0.27; chance 0.035.
 """
 
@@ -27,7 +27,7 @@ def trained_model(trained_run) -> str:
 def _search(model: str, build: str, tmp, capsys) -> tuple[list[tuple[str, str, str]], float, float]:
     """The terminal search of the validation split against the train split:
     (query id, query label, top-1 label) per query, top-1 rate and P@5 as printed."""
-    from unibed.retrieval.cli import main
+    from unibed.cli.search import main
 
     out = tmp / "report"
     code = main(["search", "--model", model, "--gallery", build, "--gallery-split", "train",
@@ -46,9 +46,9 @@ def _untrained_model(num_classes: int, path: str) -> str:
     """The tiny network at the weights training starts from, exported like the trained one."""
     import keras
 
-    from trainer.config import get_config
-    from trainer.export import export_saved_model
-    from trainer.model import build_models
+    from unibed.trainer.config import get_config
+    from unibed.trainer.export import export_saved_model
+    from unibed.trainer.model import build_models
 
     config = get_config("tiny")
     keras.utils.set_random_seed(config.seed)

@@ -16,9 +16,14 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
-from beam_jobs.runner_options import WORKER_PRUNED, check_locations, pipeline_options, runner_config
-from schemas.errors import SchemaError
-from unibed.cli import main
+from unibed.cli.main import main
+from unibed.dataplane.build.runner_options import (
+    WORKER_PRUNED,
+    check_locations,
+    pipeline_options,
+    runner_config,
+)
+from unibed.schemas.errors import SchemaError
 
 DATAFLOW = {
     "runner": "dataflow", "project": "my-project", "region": "europe-west4",
@@ -54,7 +59,7 @@ def test_dataflow_options_ship_the_built_wheel_and_pinned_requirements(tmp_path)
     (wheel,) = setup.extra_packages
     with zipfile.ZipFile(wheel) as z:  # the code the workers import
         names = set(z.namelist())
-    assert {"beam_jobs/build_pipeline.py", "schemas/recipe.py", "unibed/storage.py"} <= names
+    assert {"unibed/dataplane/build/pipeline.py", "unibed/schemas/recipe.py", "unibed/dataplane/storage.py"} <= names
     pins = Path(setup.requirements_file).read_text().splitlines()
     assert any(p.startswith("apache-beam==2.77.0") for p in pins)
     assert all("==" in p for p in pins if p.strip())  # every worker dependency pinned

@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from schemas import features
-from schemas.errors import SchemaError
-from schemas.label_map import LabelEntry, LabelMap
-from schemas.manifest import Manifest
-from schemas.recipe import load_recipe, parse_recipe
-from schemas.source_record import Location, LocationKind, Rejection, SourceRecord
+from unibed.dataplane.recipes import load_recipe
+from unibed.schemas import features
+from unibed.schemas.errors import SchemaError
+from unibed.schemas.label_map import LabelEntry, LabelMap
+from unibed.schemas.manifest import Manifest
+from unibed.schemas.recipe import parse_recipe
+from unibed.schemas.source_record import Location, LocationKind, Rejection, SourceRecord
 
 RECIPES = ("recipes/reference.yaml", "recipes/sample.yaml")
 

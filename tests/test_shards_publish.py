@@ -9,15 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import publish, reports
-from beam_jobs.example_codec import encode_example
-from beam_jobs.publish import OutputExistsError, OutputLockedError, OutputState, ValidationError
-from beam_jobs.shards import num_shards, shard_index, shard_name, shuffle_key, write_shard
-from schemas import features
-from schemas.label_map import LabelEntry, LabelMap
-from schemas.manifest import Manifest, SourceAccounting, SplitInfo
-from schemas.recipe import ShardSpec, parse_recipe
-from schemas.source_record import Rejection, RejectReason
+from unibed.dataplane.build import publish, reports
+from unibed.dataplane.build.publish import (
+    OutputExistsError,
+    OutputLockedError,
+    OutputState,
+    ValidationError,
+)
+from unibed.dataplane.build.shards import (
+    num_shards,
+    shard_index,
+    shard_name,
+    shuffle_key,
+    write_shard,
+)
+from unibed.dataplane.records.codec import encode_example
+from unibed.schemas import features
+from unibed.schemas.label_map import LabelEntry, LabelMap
+from unibed.schemas.manifest import Manifest, SourceAccounting, SplitInfo
+from unibed.schemas.recipe import ShardSpec, parse_recipe
+from unibed.schemas.source_record import Rejection, RejectReason
 
 SALT = "test-salt"
 LABEL_MAP = LabelMap(

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from schemas.errors import SchemaError
-from trainer.augment import AugmentConfig
-from trainer.data import (
+from unibed.schemas.errors import SchemaError
+from unibed.trainer.augment import AugmentConfig
+from unibed.trainer.data import (
     DatasetError,
     eval_dataset,
     load_manifest,
@@ -95,7 +95,7 @@ def test_no_augmentation_is_the_central_square(built):
 def test_every_augmentation_option_gives_valid_images(built):
     from dataclasses import replace
 
-    from trainer.augment import augment_jpeg
+    from unibed.trainer.augment import augment_jpeg
 
     root, manifest = built
     record = next(iter(tf.data.TFRecordDataset(os.path.join(root, manifest.splits["train"].shards[0].path))))
@@ -115,7 +115,7 @@ def test_every_augmentation_option_gives_valid_images(built):
 
 @pytest.mark.parametrize("saturation", [0.0, 0.3])
 def test_folded_colour_jitter_equals_the_op_by_op_definitions(saturation):
-    from trainer.augment import _color_jitter
+    from unibed.trainer.augment import _color_jitter
 
     config = AugmentConfig(brightness=0.2, contrast=0.3, saturation=saturation)
     image = tf.random.stateless_uniform([16, 16, 3], [1, 2], 0.0, 255.0)
@@ -223,7 +223,7 @@ def gcs_build(gcs_emulator, built):
 def test_resolve_stages_and_verifies_a_gcs_dataset(gcs_build, built, tmp_path):
     _, manifest = built
     cache = str(tmp_path / "cache")
-    with pytest.raises(DatasetError, match="call trainer.data.resolve_dataset"):
+    with pytest.raises(DatasetError, match="call unibed.trainer.data.resolve_dataset"):
         load_manifest(gcs_build)  # TensorFlow's gs:// cannot reach the emulator
     local = resolve_dataset(gcs_build, cache)
     assert local == os.path.join(cache, "unibed-trainer", "builds", "sample")

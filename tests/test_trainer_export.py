@@ -13,9 +13,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from trainer.config import get_config
-from trainer.export import export_saved_model, resize_images, write_submission_zip
-from trainer.model import build_models
+from unibed.trainer.config import get_config
+from unibed.trainer.export import export_saved_model, resize_images, write_submission_zip
+from unibed.trainer.model import build_models
 
 CONFIG = get_config("tiny").with_overrides(
     image_size=32, tiny_patch_size=8, tiny_hidden_dim=32, tiny_num_layers=1, tiny_num_heads=2,

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.arcface import ArcMarginProduct
-from trainer.augment import AugmentConfig
-from trainer.backbone import (
+from unibed.trainer.arcface import ArcMarginProduct
+from unibed.trainer.augment import AugmentConfig
+from unibed.trainer.backbone import (
     CLIP_MEAN,
     CLIP_STD,
     build_encoder,
@@ -24,11 +24,11 @@ from trainer.backbone import (
     random_encoder,
     save_encoder_preset,
 )
-from trainer.config import ConfigError, TrainConfig, get_config
-from trainer.model import GroupMean, build_models
-from trainer.run import with_total_steps
-from trainer.schedule import WarmupCosine, stage_schedule
-from trainer.strategy import check_batch, choose_policy
+from unibed.trainer.config import ConfigError, TrainConfig, get_config
+from unibed.trainer.model import GroupMean, build_models
+from unibed.trainer.run import with_total_steps
+from unibed.trainer.schedule import WarmupCosine, stage_schedule
+from unibed.trainer.strategy import check_batch, choose_policy
 
 TINY = get_config("tiny").with_overrides(image_size=32, tiny_patch_size=8, tiny_hidden_dim=32,
                                          tiny_num_layers=1, tiny_num_heads=2,

@@ -12,13 +12,13 @@ import zipfile
 
 import pytest
 
-from schemas.trainer_events import parse_events
+from unibed.schemas.trainer_events import parse_events
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _trainer(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trainer", *args], check=False, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "unibed.trainer", *args], check=False, cwd=REPO,
                           capture_output=True, text=True, timeout=timeout)
 
 

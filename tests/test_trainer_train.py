@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.config import get_config
-from trainer.train import WorkdirMismatch, train
+from unibed.trainer.config import get_config
+from unibed.trainer.train import WorkdirMismatch, train
 
 CONFIG = get_config("tiny").with_overrides(
     image_size=32, tiny_patch_size=8, tiny_hidden_dim=32, tiny_num_layers=1, tiny_num_heads=2,
@@ -58,7 +58,7 @@ def test_two_stages_run_and_stage_one_leaves_the_backbone_alone(tmp_path):
     assert not first.completed and first.global_step == 6
     assert [e["stage"] for e in events if e["event"] == "stage_end"] == ["head"]
     keras.utils.set_random_seed(CONFIG.seed)
-    from trainer.model import build_models
+    from unibed.trainer.model import build_models
 
     initial = build_models(CONFIG, NUM_CLASSES)  # the run's starting weights (same seed)
     for a, b in zip(_encoder_weights(first), [w.numpy() for w in initial.encoder.weights]):
@@ -138,9 +138,9 @@ TWO_DEVICES = """
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, {tests!r})
     from test_trainer_train import CONFIG, NUM_CLASSES, synthetic_dataset
-    from trainer.export import in_process_embed_fn
-    from trainer.strategy import make_strategy
-    from trainer.train import train
+    from unibed.trainer.export import in_process_embed_fn
+    from unibed.trainer.strategy import make_strategy
+    from unibed.trainer.train import train
     import numpy as np
     strategy = make_strategy("mirrored")
     out = {{"replicas": strategy.num_replicas_in_sync}}

@@ -30,13 +30,13 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) or not os.path.exis
 
 
 def _serve_command() -> list[str]:
-    """`unibed serve` once unibed/cli.py has it, else the same subcommand from its module."""
-    from unibed.cli import build_parser
+    """`unibed serve` once unibed/cli/main.py has it, else the same subcommand from its module."""
+    from unibed.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     if "serve" in sub.choices:
         return [os.path.join(os.path.dirname(sys.executable), "unibed"), "serve"]
-    return [sys.executable, "-m", "unibed.retrieval.cli", "serve"]
+    return [sys.executable, "-m", "unibed.cli.search", "serve"]
 
 
 def _free_port() -> int:
@@ -263,7 +263,7 @@ def test_requests_cannot_reach_files_outside_the_gallery(server):
 
 
 def _label_names(build_dir: str) -> list[str]:
-    from schemas.label_map import LabelMap
+    from unibed.schemas.label_map import LabelMap
 
     with open(os.path.join(build_dir, "label_map.csv")) as f:
         return [e.name for e in LabelMap.from_csv(f.read()).entries]

@@ -19,11 +19,11 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from beam_jobs.reports import read_duplicates_report
-from beam_jobs.sources import find_images, open_index
-from schemas.manifest import Manifest
-from unibed import storage
+from unibed.dataplane import storage
+from unibed.dataplane.build.reports import read_duplicates_report
+from unibed.dataplane.sources import find_images, open_index
 from unibed.retrieval.images import decode_untrusted, thumbnail_jpeg
+from unibed.schemas.manifest import Manifest
 
 MAX_GROUPS = 200
 

@@ -1,6 +1,6 @@
 """The exported embedding model: loaded once, fed uint8 batches.
 
-The contract (trainer/export): a SavedModel whose `serving_default` signature
+The contract (unibed/trainer/export): a SavedModel whose `serving_default` signature
 takes one uint8 tensor [B, H, W, 3] (any H, W) and returns {"embedding":
 float32 [B, 64]}, L2-normalised. A batch needs one size, so every image is
 brought to the trainer's evaluation view (shorter side to S, central square)

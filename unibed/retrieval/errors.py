@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from schemas.errors import SchemaError
 from unibed.retrieval.embedder import ModelError
 from unibed.retrieval.gallery import GalleryError
 from unibed.retrieval.index import IndexError_
+from unibed.schemas.errors import SchemaError
 
 RigError = (ModelError, GalleryError, IndexError_, SchemaError, OSError)

@@ -24,14 +24,14 @@ from dataclasses import asdict, dataclass
 
 from PIL import Image
 
-from beam_jobs.example_codec import decode_example
-from beam_jobs.tfrecord_framing import iter_records
-from schemas import features
-from schemas.label_map import LabelMap
-from schemas.manifest import SPLITS, Manifest
-from schemas.recipe import ImageSpec
-from unibed import storage
+from unibed.dataplane import storage
+from unibed.dataplane.records.codec import decode_example
+from unibed.dataplane.records.framing import iter_records
 from unibed.retrieval.images import BadImage, decode_stored, decode_untrusted
+from unibed.schemas import features
+from unibed.schemas.label_map import LabelMap
+from unibed.schemas.manifest import SPLITS, Manifest
+from unibed.schemas.recipe import ImageSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 _FRAME_OVERHEAD = 16  # TFRecord frame: 8-byte length + 4-byte crc, data, 4-byte crc

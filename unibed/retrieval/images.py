@@ -1,7 +1,7 @@
 """Images in and out of the rig: safe decoding, the model's view, thumbnails.
 
 Untrusted bytes (query uploads, folder galleries) go through the build's own
-per-image step, beam_jobs.preprocess: the same accepted formats, the pixel
+per-image step, unibed.dataplane.images.preprocess: the same accepted formats, the pixel
 limit checked from the header before decoding (decompression bombs), truncated
 data refused, EXIF orientation applied, alpha flattened on white, and the same
 stored-size reduction. So a query is seen exactly as a gallery image of the
@@ -15,8 +15,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from beam_jobs.preprocess import ProcessedImage, Rejected, preprocess
-from schemas.recipe import ImageSpec
+from unibed.dataplane.images.preprocess import ProcessedImage, Rejected, preprocess
+from unibed.schemas.recipe import ImageSpec
 
 THUMB_SIDE = 160
 
@@ -56,7 +56,7 @@ def decode_stored(jpeg: bytes) -> Image.Image:
 
 def model_view(image: Image.Image, size: int) -> np.ndarray:
     """uint8 [size, size, 3]: shorter side resized to `size`, then the central square -
-    the trainer's evaluation view (trainer/augment.py center_crop_uint8). Pillow's
+    the trainer's evaluation view (unibed/trainer/augment.py center_crop_uint8). Pillow's
     BILINEAR antialiases when reducing, as that view does."""
     w, h = image.size
     scale = size / min(w, h)

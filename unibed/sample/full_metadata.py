@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unibed import storage
+from unibed.dataplane import storage
 from unibed.sample.archives import tar_bytes, write_tar, write_zip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from unibed import storage
+from unibed.dataplane import storage
 from unibed.sample.catalog import Catalog
 from unibed.sample.classes import make_classes
 from unibed.sample.config import SampleConfig

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from schemas.source_record import SOURCES
 from unibed.sample.catalog import Catalog
 from unibed.sample.config import SampleConfig
 from unibed.sample.layouts import layouts_holding
+from unibed.schemas.source_record import SOURCES
 
 SCHEMA_VERSION = 1
 OUTCOMES = ("ok", "duplicate", "reject")

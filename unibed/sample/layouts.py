@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from unibed import storage
+from unibed.dataplane import storage
 from unibed.sample.archives import DigestWriter, tar_bytes, write_tar, write_zip
 from unibed.sample.catalog import Catalog, SampleImage
 from unibed.sample.identifiers import gldv2_photo_url

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.source_record import RejectReason
 from unibed.sample.catalog import SampleClass, SampleImage
 from unibed.sample.encoding import (
     HTML_ERROR_PAGE,
@@ -18,6 +17,7 @@ from unibed.sample.encoding import (
 from unibed.sample.identifiers import Identifiers
 from unibed.sample.painter import Job, Painter
 from unibed.sample.seeding import rng_for
+from unibed.schemas.source_record import RejectReason
 
 VERY_LARGE_SIZE = (5000, 3750)
 PIXEL_BOMB_SIZE = (320, 240)  # really encoded

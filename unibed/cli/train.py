@@ -1,0 +1,43 @@
+"""`unibed train`: train, export and score with the flow `train`.
+
+The flow runs the trainer (`python -m unibed.trainer run`) as its own process; this
+module only parses flags and prints the scores.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train the embedding model on a build, export it, score mP@5 (flow train)")
+    p.add_argument("--dataset", default="out/build-sample", help="a build: folder or gs:// URL with manifest.json")
+    p.add_argument("--workdir", default="out/train-sample",
+                   help="checkpoints, TensorBoard logs, export/, metrics.json (folder or gs://)")
+    p.add_argument("--config", default="tiny", help="tiny, vit_l14, vit_h14 or a config JSON file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. global_batch_size=256 (repeatable)")
+    p.add_argument("--steps", type=int, help="total training steps over both stages (default: the config's)")
+    p.set_defaults(func=cmd_train)
+
+
+def print_scores(metrics: dict) -> None:
+    trained, untrained = metrics["trained"], metrics["untrained"]
+    k = trained.get("k", 5)
+    print(f"mP@{k} on {trained['num_queries']} validation queries against {trained['num_index']} train images:")
+    print(f"  {'':10s} {'all':>6s} " + " ".join(f"{s:>11s}" for s in sorted(trained["per_source"])))
+    for name, result in (("trained", trained), ("untrained", untrained)):
+        per = " ".join(f"{result['per_source'].get(s, float('nan')):11.3f}" for s in sorted(trained["per_source"]))
+        print(f"  {name:10s} {result['mp_at_k']:6.3f} {per}")
+
+
+def cmd_train(args) -> int:
+    from unibed.flows.train import train_flow
+
+    start = time.perf_counter()
+    metrics = train_flow(dataset=args.dataset, workdir=args.workdir, config=args.config,
+                         overrides=args.set, steps=args.steps)
+    print(f"\ntrained, exported and scored in {time.perf_counter() - start:.0f}s")
+    print_scores(metrics)
+    print(f"model: {args.workdir.rstrip('/')}/export (SavedModel: uint8 [B,H,W,3] -> 64-d L2-normalised)")
+    return 0

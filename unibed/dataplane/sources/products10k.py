@@ -1,0 +1,188 @@
+"""Products-10K reader (train split), layouts `folder` and `zip` (see
+docs/layouts.md). Image id = the `name` column (`0.jpg`); label = `class`.
+
+train.csv is the listing (`index.listed`); the folder listing or the zip's
+central directory is matched against it in open_index, so units hold only
+listed images: batches of up to FILES_PER_UNIT files or zip members.
+
+Bad metadata policy (docs/layouts.md "Bad metadata policy"):
+- neither train/ files nor train.zip, a missing train.csv or a header
+  without name, class, group -> SourceLayoutError naming the file;
+- a row with the wrong field count, an empty name or one with a path in it,
+  a non-integer class or group -> MALFORMED_ROW at path:line;
+- a name listed twice -> the first row wins, later rows DUPLICATE_ID;
+  likewise a zip holding the same name twice (`train/x` and `x`);
+- a listed name with no file -> MISSING_IMAGE (base.iter_source);
+- a file or member train.csv does not list (or not directly in train/)
+  -> UNLABELLED_IMAGE;
+- zip members with an absolute or `..` path -> UNSAFE_MEMBER_PATH;
+  directories are skipped.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import sys
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+
+from unibed.dataplane import storage
+from unibed.dataplane.sources.base import ClassInfo, ReadItem, ReadUnit, SourceIndex
+from unibed.dataplane.sources.common import (
+    Listing,
+    batched,
+    check_layout,
+    int_text,
+    iter_csv,
+    no_layout_found,
+    read_file_batch,
+    require_file,
+    unsafe_member_reason,
+)
+from unibed.schemas.source_record import (
+    Location,
+    LocationKind,
+    Rejection,
+    RejectReason,
+    SourceImage,
+    SourceRecord,
+)
+
+SOURCE = "products10k"
+LAYOUTS = ("folder", "zip")
+TRAIN_CSV = "train.csv"
+TRAIN_DIR = "train"
+TRAIN_ZIP = "train.zip"
+FILES_PER_UNIT = 1000
+
+
+def open_index(root: str, layout: str | None = None) -> SourceIndex:
+    if layout is not None:
+        check_layout(SOURCE, layout, LAYOUTS, root)
+    train_dir = storage.join(root, TRAIN_DIR)
+    zip_path = storage.join(root, TRAIN_ZIP)
+    # the folder listing doubles as layout detection (the folder layout wins)
+    files = [] if layout == "zip" else [p for p, _ in storage.list_files(f"{train_dir}/**")]
+    if layout is None:
+        if files:
+            layout = "folder"
+        elif storage.exists(zip_path):
+            layout = "zip"
+        else:
+            raise no_layout_found(
+                SOURCE, root, {"folder": f"files in {TRAIN_DIR}/", "zip": TRAIN_ZIP}
+            )
+    listing, classes, rejections = _read_train_csv(storage.join(root, TRAIN_CSV))
+    if layout == "folder":
+        units = _folder_units(train_dir, files, listing, rejections)
+    else:
+        require_file(zip_path, "zip")
+        units = _zip_units(zip_path, listing, rejections)
+    return SourceIndex(
+        SOURCE,
+        layout,
+        root,
+        classes,
+        units,
+        listed=listing.labels,
+        rejections=rejections + listing.rejections,
+    )
+
+
+def read_unit(unit: ReadUnit, index: SourceIndex) -> Iterator[ReadItem]:
+    if unit.kind == "zip_members":
+        return _read_zip_members(unit, index)
+    return read_file_batch(unit, index, lambda name: name)
+
+
+def _read_train_csv(path: str) -> tuple[Listing, dict[str, ClassInfo], list[Rejection]]:
+    listing = Listing(SOURCE)
+    groups: dict[str, str] = {}  # class -> the group of its first row
+    rejections = []
+    for row in iter_csv(path, ("name", "class", "group"), SOURCE):
+        if isinstance(row, Rejection):
+            rejections.append(row)
+            continue
+        name = row.values["name"]
+        label, group = int_text(row.values["class"]), int_text(row.values["group"])
+        if not name or name != posixpath.basename(name) or "\\" in name or name in (".", ".."):
+            rejections.append(row.malformed(SOURCE, f"name must be a plain file name: {name!r}"))
+        elif label is None or group is None:
+            detail = f"class and group must be integers: {row.values['class']!r}, {row.values['group']!r}"
+            rejections.append(row.malformed(SOURCE, detail, name))
+        elif listing.add(name, sys.intern(label), row.where):
+            groups.setdefault(label, group)
+    counts = Counter(listing.labels.values())
+    classes = {
+        label: ClassInfo(label, f"sku {label} (group {group})", counts[label])
+        for label, group in sorted(groups.items(), key=lambda item: int(item[0]))
+    }
+    return listing, classes, rejections
+
+
+def _unlabelled(name: str, where: str, why: str) -> Rejection:
+    return Rejection(SOURCE, posixpath.basename(name), RejectReason.UNLABELLED_IMAGE, why, where)
+
+
+def _folder_units(
+    train_dir: str, files: list[str], listing: Listing, rejections: list[Rejection]
+) -> list[ReadUnit]:
+    names = []
+    for path in files:
+        name = path[len(train_dir) :].lstrip("/")
+        if name in listing.labels:
+            names.append(name)
+        else:
+            rejections.append(_unlabelled(name, path, f"{TRAIN_CSV} does not list {name!r}"))
+    return [
+        ReadUnit(SOURCE, "files", train_dir, items=batch)
+        for batch in batched(names, FILES_PER_UNIT)
+    ]
+
+
+def _image_name(member: str) -> str:
+    """`train/0.jpg` or `0.jpg` -> `0.jpg`; what train.csv calls the image."""
+    return member.removeprefix(f"{TRAIN_DIR}/")
+
+
+def _zip_units(zip_path: str, listing: Listing, rejections: list[Rejection]) -> list[ReadUnit]:
+    with storage.open_read(zip_path) as raw, zipfile.ZipFile(raw) as archive:
+        infos = archive.infolist()  # the central directory only
+    first_member: dict[str, str] = {}  # image name -> the member that has it
+    for info in infos:
+        if info.is_dir():
+            continue
+        member = info.filename
+        where = f"{zip_path}!{member}"
+        name = _image_name(member)
+        if unsafe := unsafe_member_reason(member):
+            rejections.append(
+                Rejection(
+                    SOURCE,
+                    posixpath.basename(member),
+                    RejectReason.UNSAFE_MEMBER_PATH,
+                    unsafe,
+                    where,
+                )
+            )
+        elif name not in listing.labels:
+            rejections.append(_unlabelled(name, where, f"{TRAIN_CSV} does not list {name!r}"))
+        elif name in first_member:
+            detail = f"another member has name {name}; the first, {first_member[name]}, wins"
+            rejections.append(Rejection(SOURCE, name, RejectReason.DUPLICATE_ID, detail, where))
+        else:
+            first_member[name] = member
+    return [
+        ReadUnit(SOURCE, "zip_members", zip_path, items=batch)
+        for batch in batched(list(first_member.values()), FILES_PER_UNIT)
+    ]
+
+
+def _read_zip_members(unit: ReadUnit, index: SourceIndex) -> Iterator[SourceImage]:
+    with storage.open_read(unit.uri) as raw, zipfile.ZipFile(raw) as archive:
+        for member in unit.items:
+            name = _image_name(member)
+            location = Location(LocationKind.ZIP_MEMBER, unit.uri, (member,))
+            record = SourceRecord(SOURCE, name, index.listed[name], location)
+            yield SourceImage(record, archive.read(member))

@@ -1,0 +1,94 @@
+"""Prefect flow `fetch-sources`: bring the published archives into a staging location.
+
+One task per source, run concurrently; each fetches its files with a thread
+pool (unibed/fetch) into `<staging>/<source>`, the folder `unibed build` then
+reads. Progress (bytes, files, MB/s, ETA) goes to the run's log every few
+seconds and to a progress artifact per source. GLDv2 comes from its public
+URLs; Products-10K and ImageNet need registration, so they are fetched only
+from a base the user gives (http(s)://, gs:// or a folder). A rerun skips what
+is staged and verified and resumes what is partial.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from unibed.dataplane import storage
+from unibed.dataplane.fetch import (
+    GLDV2_URL,
+    FetchItem,
+    FetchOptions,
+    RetryPolicy,
+    Snapshot,
+    fetch_items,
+    plan_from_base,
+    plan_gldv2,
+)
+
+
+@task(name="fetch-source", cache_policy=NO_CACHE, task_run_name="fetch-{source}")
+def fetch_source(source: str, items: list[FetchItem], root: str, options: FetchOptions) -> dict:
+    logger = get_run_logger()
+    artifact = create_progress_artifact(0.0, key=f"fetch-{source}",
+                                        description=f"{source}: {len(items)} files into {root}")
+
+    def report(snapshot: Snapshot) -> None:
+        logger.info(snapshot.line())
+        update_progress_artifact(artifact, round(100 * snapshot.fraction, 1))
+
+    summary = fetch_items(items, root, options, on_progress=report, warn=logger.warning, label=source)
+    return summary.as_dict()
+
+
+@flow(name="fetch-sources")
+def fetch_sources_flow(
+    staging: str,
+    gldv2_url: str | None = GLDV2_URL,
+    gldv2_tars: int = 500,
+    gldv2_attribution: bool = False,
+    products10k_url: str | None = None,
+    products10k_files: list[str] | None = None,
+    imagenet_url: str | None = None,
+    imagenet_files: list[str] | None = None,
+    md5: dict[str, dict[str, str]] | None = None,
+    workers: int = 8,
+    part_size_mb: float = 64,
+    retries: int = 5,
+    progress_every: float = 5.0,
+) -> dict:
+    """Stage each source under `<staging>/<source>` (local or gs://). A source is
+    fetched when its URL is set (gldv2 by default, from the public bucket);
+    `md5` = {source: {file name: md5 hex}} for files whose checksum the user knows."""
+    md5 = md5 or {}
+    unknown = set(md5) - {"products10k", "imagenet"}
+    if unknown:
+        raise ValueError(f"md5 can be given for products10k and imagenet only, not {sorted(unknown)}")
+    plans: dict[str, list[FetchItem]] = {}
+    if gldv2_url:
+        plans["gldv2"] = plan_gldv2(gldv2_url, gldv2_tars, gldv2_attribution)
+    if products10k_url:
+        plans["products10k"] = plan_from_base("products10k", products10k_url, products10k_files,
+                                              md5.get("products10k"))
+    if imagenet_url:
+        plans["imagenet"] = plan_from_base("imagenet", imagenet_url, imagenet_files, md5.get("imagenet"))
+    if not plans:
+        raise ValueError("nothing to fetch: give gldv2_url, products10k_url or imagenet_url")
+    options = FetchOptions(workers=workers, part_size=max(1, int(part_size_mb * (1 << 20))),
+                           retry=RetryPolicy(retries=retries), progress_every=progress_every)
+    futures = {source: fetch_source.submit(source, items, storage.join(staging, source), options)
+               for source, items in plans.items()}
+    results, failed = {}, {}
+    for source, future in futures.items():
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            results[source] = future.result()
+        else:
+            failed[source] = str(state.message or state.name)
+    if failed:
+        raise RuntimeError("fetch failed for " + "; ".join(f"{s}: {m}" for s, m in failed.items()))
+    get_run_logger().info("staged under %s: %s", staging, ", ".join(
+        f"{s} {r['files']} files ({r['fetched']} fetched)" for s, r in results.items()))
+    return results

@@ -1,0 +1,192 @@
+"""The recipe: everything that decides what a dataset build produces.
+
+A recipe is a YAML (or JSON) document; `recipes/` holds the reference
+recipe (17,691 classes) and the sample recipe. Same inputs + same recipe
+=> same label map and byte-identical shards.
+
+Unified ids are assigned source by source in the order the recipe lists
+them; inside a source, classes are ordered by their source label (numeric
+labels numerically, others as text) - see `ClassSelection`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from unibed.schemas.errors import SchemaError, describe_validation_error
+from unibed.schemas.source_record import SOURCES
+from unibed.schemas.version import SCHEMA_VERSION
+
+_LOCATION = re.compile(r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?|[^:]+)$")
+
+
+def _check_location(value: str) -> str:
+    if not value or not _LOCATION.match(value):
+        raise ValueError(f"must be a local path or a gs://bucket/path URL, got {value!r}")
+    return value.rstrip("/") if value != "/" else value
+
+
+StorageLocation = Annotated[str, AfterValidator(_check_location)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClassSelection(_Strict):
+    """Which of a source's classes enter the label space.
+
+    `all`: every class with at least `min_images` usable images.
+    `top_k`: the k classes with the most listed images (ties: smaller
+    source label first); fewer when the source has fewer.
+    """
+
+    mode: Literal["all", "top_k"] = "all"
+    k: int | None = Field(default=None, gt=0)
+    min_images: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _k_matches_mode(self):
+        if self.mode == "top_k" and self.k is None:
+            raise ValueError("mode 'top_k' needs k")
+        if self.mode == "all" and self.k is not None:
+            raise ValueError("k is only meaningful with mode 'top_k'")
+        return self
+
+
+class SourceSpec(_Strict):
+    name: Literal["imagenet", "products10k", "gldv2"]
+    location: StorageLocation  # the source root in its published layout, local or gs://
+    layout: str | None = None  # None: the reader detects it
+    subset: Literal["all", "clean"] = "all"  # gldv2: 'clean' = GLDv2-clean (train_clean.csv)
+    splits: tuple[str, ...] = ("train",)  # the source's own splits to use
+    classes: ClassSelection = ClassSelection()
+    per_class_cap: int | None = Field(default=None, gt=0)  # images kept per class at most
+    expect_classes: int | None = Field(default=None, gt=0)  # assert the class count (full data)
+
+
+class SplitSpec(_Strict):
+    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    salt: str = "unibed-split-v1"  # changes which images are held out, deterministically
+
+
+class DedupSpec(_Strict):
+    exact: bool = True  # drop byte-identical copies (sha256 of the published bytes)
+    # drop images whose 64-bit pHash is within this Hamming distance of a kept
+    # one; None turns the near-duplicate search off. 10: measured precision
+    # 1.000 up to 10 on the sample (first false pair at 12), recall 0.77 vs
+    # 0.73 at 8 (benchmarks/bench_dedup_threshold.py). pHash distances are even.
+    near_hamming_threshold: int | None = Field(default=10, ge=0, le=32)
+    # images that no training image may near-duplicate (e.g. a benchmark's queries)
+    exclusion_sets: tuple[StorageLocation, ...] = ()
+
+
+class ImageSpec(_Strict):
+    # How the stored size follows from shorter_side (S); images are never upscaled.
+    # "pow2": reduced by a power of two only (JPEG in libjpeg's DCT domain, others by box
+    #   averaging) to a shorter side in [S, 2S); a source below 2S is stored at its size, a
+    #   JPEG that needs no change as its own bytes minus metadata. The default, because
+    #   training takes random-resized 224-px crops of whatever is stored, so an exact size
+    #   buys nothing, while pow2 keeps more resolution for later higher-resolution
+    #   fine-tuning and skips a resampling pass (the largest CPU cost of the step) and its
+    #   blur. The cost is storage (benchmarks/bench_preprocess.py, q90 photo-like JPEGs):
+    #   a 500x375 source is kept as is, 47 KB against 23 KB at 384x288 under "exact";
+    #   a 1600x1200 one becomes 400x300, 18.6 KB against 17.2 KB.
+    # "exact": resampled (BICUBIC) to a shorter side of exactly S.
+    resize: Literal["pow2", "exact"] = "pow2"
+    # S. 288 leaves room for 224-px random-resized crops with scale jitter at full resolution.
+    shorter_side: int = Field(default=288, ge=32, le=4096)
+    jpeg_quality: int = Field(default=90, ge=50, le=100)  # of re-encoded images, not as-is JPEGs
+    min_side: int = Field(default=32, ge=1)  # smaller inputs are rejected
+    max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's bomb limit; larger is rejected
+
+
+class ShardSpec(_Strict):
+    target_bytes: int = Field(default=150 * 1024 * 1024, ge=1024)
+    # shard counts are rounded up to a multiple of this (TPU hosts read evenly)
+    count_multiple: int = Field(default=8, ge=1)
+
+
+class Recipe(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    sources: tuple[SourceSpec, ...] = Field(min_length=1)
+    split: SplitSpec = SplitSpec()
+    dedup: DedupSpec = DedupSpec()
+    image: ImageSpec = ImageSpec()
+    shards: ShardSpec = ShardSpec()
+    output: StorageLocation
+    expect_classes: int | None = Field(default=None, gt=0)  # total, e.g. 17691
+
+    @model_validator(mode="after")
+    def _sources_unique(self):
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each source may appear once, got {names}")
+        if self.expect_classes is not None and all(s.expect_classes for s in self.sources):
+            total = sum(s.expect_classes for s in self.sources)
+            if total != self.expect_classes:
+                raise ValueError(
+                    f"expect_classes {self.expect_classes} != sum over sources {total}"
+                )
+        return self
+
+    def source(self, name: str) -> SourceSpec:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form: two recipes that mean the same hash the same."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def with_source_locations(self, locations: dict[str, str]) -> Recipe:
+        """A copy with some sources read from elsewhere ({source name: location})."""
+        unknown = set(locations) - {s.name for s in self.sources}
+        if unknown:
+            raise SchemaError(f"recipe {self.name} has no source(s) {sorted(unknown)}")
+        data = self.to_dict()
+        for source in data["sources"]:
+            source["location"] = locations.get(source["name"], source["location"])
+        return parse_recipe(data, where="<source locations>")
+
+    def with_overrides(self, **changes) -> Recipe:
+        """A copy with top-level fields replaced (e.g. output), validated again."""
+        return parse_recipe({**self.to_dict(), **changes}, where="<overrides>")
+
+
+def parse_recipe(data: dict, where: str = "<recipe>") -> Recipe:
+    if not isinstance(data, dict):
+        raise SchemaError(f"{where}: a recipe must be a mapping, got {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"{where}: schema_version {version!r} is not supported (this is {SCHEMA_VERSION})")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as e:
+        raise SchemaError(f"{where}: invalid recipe\n{describe_validation_error(e)}") from None
+
+
+def recipe_from_text(text: str, where: str, **overrides) -> Recipe:
+    """Parse a recipe's YAML/JSON text, apply top-level overrides (None = keep), validate."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SchemaError(f"{where}: not valid YAML/JSON: {e}") from None
+    if isinstance(data, dict):
+        data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_recipe(data, where=where)
+
+
+assert set(SourceSpec.model_fields["name"].annotation.__args__) == set(SOURCES)

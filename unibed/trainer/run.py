@@ -1,0 +1,132 @@
+"""One training run end to end: dataset -> train (or resume) -> export -> score.
+
+    resolve_dataset -> train -> SavedModel + submission.zip
+      -> mP@5 of the exported SavedModel (loaded back, as the evaluator would)
+      -> mP@5 of the same model before training (same config and seed: random
+         for `tiny`, the pretrained backbone + random head for the presets)
+      -> <workdir>/metrics.json
+
+Every event is printed as one line `UNIBED_METRIC {json}` on stdout, so a
+Prefect flow running `python -m unibed.trainer run ...` as a subprocess can relay
+progress and the final scores without parsing logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from unibed.schemas.trainer_events import format_event
+from unibed.trainer.config import TrainConfig
+from unibed.trainer.data import load_manifest, resolve_dataset, train_dataset
+from unibed.trainer.evaluate import evaluate
+from unibed.trainer.export import (
+    export_saved_model,
+    in_process_embed_fn,
+    load_embed_fn,
+    write_submission_zip,
+)
+from unibed.trainer.model import build_models
+from unibed.trainer.train import train
+
+
+def emit_metric(event: dict) -> None:
+    sys.stdout.write(format_event(event) + "\n")
+    sys.stdout.flush()
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts)
+
+
+def default_cache_dir() -> str:
+    # local even when the work folder is gs://: staged shards are read by tf.data
+    return os.path.join(tempfile.gettempdir(), "unibed-dataset-cache")
+
+
+def with_total_steps(config: TrainConfig, steps: int) -> TrainConfig:
+    """Split `steps` over the two stages in the config's head:finetune proportion."""
+    head, fine = config.head_steps, config.finetune_steps
+    share = head / (head + fine) if head + fine else 0.5
+    head_steps = round(steps * share)
+    return config.with_overrides(head_steps=head_steps, finetune_steps=steps - head_steps,
+                                 head_epochs=0.0, finetune_epochs=0.0)
+
+
+def run(dataset: str, workdir: str, config: TrainConfig, *, cache_dir: str | None = None,
+        stop_at_step: int | None = None, baseline: bool = True,
+        emit: Callable[[dict], None] = emit_metric) -> dict:
+    """Train in `workdir` on `dataset` (a folder or gs:// URL holding manifest.json);
+    returns what metrics.json holds (only the training state when stopped early)."""
+    dataset_dir = resolve_dataset(dataset, cache_dir or default_cache_dir())
+    manifest = load_manifest(dataset_dir)
+    num_train = manifest.splits["train"].num_records if "train" in manifest.splits else 0
+    emit({"event": "dataset", "dataset": dataset_dir, "num_classes": manifest.num_classes,
+          "train_records": num_train})
+
+    def dataset_fn(global_batch_size: int, seed: int) -> tf.data.Dataset:
+        return train_dataset(dataset_dir, manifest, global_batch_size=global_batch_size,
+                             image_size=config.image_size, augment=config.augment, seed=seed)
+
+    t0 = time.perf_counter()
+    result = train(config, dataset_fn, manifest.num_classes, workdir,
+                   num_train_records=num_train, stop_at_step=stop_at_step, on_event=emit)
+    summary = {"completed": result.completed, "global_step": result.global_step,
+               "steps": result.stage_steps, "steps_run": result.steps_run,
+               "train_seconds": round(result.seconds, 3),
+               "resumed_from": result.resumed_from, "policy": result.policy,
+               "replicas": result.strategy.num_replicas_in_sync,
+               "last": result.last}
+    if result.steps_run:
+        summary["ms_per_step"] = round(1000 * result.seconds / result.steps_run, 2)
+    if not result.completed:
+        emit({"event": "stopped", **summary})
+        return summary
+
+    export_dir = _join(workdir, "export")
+    export_saved_model(result.models.embedding, config, export_dir)
+    zip_path = write_submission_zip(export_dir, _join(workdir, "submission.zip"))
+    emit({"event": "exported", "export_dir": export_dir, "zip": zip_path})
+
+    def score(embed_fn) -> dict:
+        return evaluate(embed_fn, dataset_dir, manifest, image_size=config.image_size,
+                        batch_size=config.eval_batch_size).to_dict()
+
+    metrics = {**summary, "config": config.to_dict(), "dataset": dataset_dir,
+               "num_classes": manifest.num_classes, "export_dir": export_dir, "zip": zip_path}
+    metrics["trained"] = score(load_embed_fn(export_dir))
+    emit({"event": "eval", "model": "trained", **metrics["trained"]})
+    if baseline:
+        keras.utils.set_random_seed(config.seed)  # the initial weights the run started from
+        untrained = build_models(config, manifest.num_classes)
+        metrics["untrained"] = score(in_process_embed_fn(untrained.embedding, config.image_size))
+        emit({"event": "eval", "model": "untrained", **metrics["untrained"]})
+    metrics["run_seconds"] = round(time.perf_counter() - t0, 3)
+    with tf.io.gfile.GFile(_join(workdir, "metrics.json"), "w") as f:
+        f.write(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
+    emit({"event": "done", "metrics": _join(workdir, "metrics.json"),
+          "trained_mp_at_5": metrics["trained"]["mp_at_k"],
+          "untrained_mp_at_5": metrics.get("untrained", {}).get("mp_at_k")})
+    return metrics
+
+
+def load_trained_models(workdir: str):
+    """Rebuild the models of a work folder's run and restore its latest checkpoint."""
+    with tf.io.gfile.GFile(_join(workdir, "run.json")) as f:
+        run_info = json.load(f)
+    config = TrainConfig.from_dict(run_info["config"])
+    manager_dir = _join(workdir, "checkpoints")
+    latest = tf.train.latest_checkpoint(manager_dir)
+    if not latest:
+        raise FileNotFoundError(f"no checkpoint under {manager_dir}")
+    keras.utils.set_random_seed(config.seed)
+    models = build_models(config, run_info["num_classes"], random_weights=True)
+    tf.train.Checkpoint(model=models.training).restore(latest).expect_partial()
+    return config, models, latest

@@ -1,0 +1,268 @@
+"""The two-stage training loop.
+
+Stage `head`: the CLIP tower frozen, only Dropout -> Dense -> ArcFace learn at
+head_lr. Stage `finetune`: everything at the low finetune_lr. Each stage has
+its own optimizer and warm-up + cosine schedule (unibed/trainer/schedule.py).
+
+A custom loop rather than model.fit, because resuming must land on the same
+stage and step: the checkpoint (tf.train.CheckpointManager under
+<workdir>/checkpoints) holds the model, both optimizers and two counters,
+`stage` (0 head, 1 finetune, 2 done) and `step` (steps done in that stage).
+A checkpoint is written every checkpoint_every_steps and at the end of each
+stage with the counters already advanced, so a finished stage is never
+redone. The input stream of a resumed stage is reseeded with the step it
+resumes at (it does not replay the batches the lost steps saw).
+
+<workdir>/run.json records the config and the class count; a rerun with
+another config is refused rather than mixing two runs in one checkpoint.
+Paths go through tf.io.gfile, so the work folder may be gs://.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from unibed.trainer.config import TrainConfig
+from unibed.trainer.model import Models, build_models
+from unibed.trainer.schedule import stage_schedule
+from unibed.trainer.strategy import check_batch, choose_policy, make_strategy, set_policy
+
+STAGES = ("head", "finetune")
+DONE = len(STAGES)
+# keys that may change between a run and its resumption: they do not change what is learnt
+RESUMABLE_KEYS = frozenset({"checkpoint_every_steps", "log_every_steps", "eval_batch_size",
+                            "tpu", "strategy", "backbone_path"})
+
+# dataset_fn(global_batch_size, seed) -> tf.data.Dataset of (images float32 [B,S,S,3] in
+# [0, 255], labels int32 [B]), repeated, batches of exactly global_batch_size
+DatasetFn = Callable[[int, int], tf.data.Dataset]
+
+
+class WorkdirMismatch(RuntimeError):
+    """The work folder holds a run of another config."""
+
+
+@dataclass
+class TrainResult:
+    models: Models
+    strategy: tf.distribute.Strategy
+    policy: str
+    stage_steps: dict[str, int]
+    resumed_from: dict | None  # {"stage": ..., "step": ...} when a checkpoint was restored
+    completed: bool  # False when stopped by stop_at_step
+    global_step: int  # steps done over both stages
+    steps_run: int  # steps run by this call
+    seconds: float  # wall time of this call's training steps (tracing included)
+    last: dict = field(default_factory=dict)  # last logged metrics
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts)
+
+
+def _check_workdir(workdir: str, config: TrainConfig, num_classes: int, steps: dict) -> None:
+    path = _join(workdir, "run.json")
+    mine = {"config": config.to_dict(), "num_classes": num_classes, "stage_steps": steps}
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            theirs = json.load(f)
+        a = {k: v for k, v in theirs.get("config", {}).items() if k not in RESUMABLE_KEYS}
+        b = {k: v for k, v in json.loads(json.dumps(mine["config"])).items()
+             if k not in RESUMABLE_KEYS}
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if theirs.get("num_classes") != num_classes:
+            diff.append("num_classes")
+        if theirs.get("stage_steps") != steps:
+            diff.append("stage_steps")
+        if diff:
+            raise WorkdirMismatch(
+                f"work folder {workdir} holds a run of another config (differs in {diff}); "
+                "use a new work folder or the same config")
+        return
+    tf.io.gfile.makedirs(workdir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(mine, indent=2, sort_keys=True) + "\n")
+
+
+def _optimizer(config: TrainConfig, peak_lr: float, steps: int, policy: str):
+    schedule = stage_schedule(peak_lr, steps, config.warmup_fraction)
+    if config.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    else:
+        opt = keras.optimizers.Adam(schedule)
+    if policy == "mixed_float16":  # fp16 needs loss scaling; bf16 has float32's range
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def _inner(opt):
+    return getattr(opt, "inner_optimizer", opt)
+
+
+def _make_loop(models: Models, optimizer, strategy, global_batch: int):
+    """A tf.function running `n` steps on the iterator; returns mean loss and accuracy.
+
+    Several steps per call keep a TPU busy between host round trips."""
+    model = models.training
+    variables = model.trainable_variables
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model([images, labels], training=True)
+            per_example = ce(labels, logits)  # softmax + cross-entropy, fused for stability
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        optimizer.apply(grads, variables)
+        # accuracy on the margin logits: a lower bound of the plain cosine accuracy
+        hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                tf.cast(labels, tf.int32)), tf.float32)
+        return loss, tf.reduce_sum(hits) / global_batch
+
+    @tf.function
+    def loop(iterator, n):
+        total_loss = tf.constant(0.0)
+        total_acc = tf.constant(0.0)
+        for _ in tf.range(n):
+            images, labels = next(iterator)
+            loss, acc = strategy.run(replica_step, args=(images, labels))
+            total_loss += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            total_acc += strategy.reduce(tf.distribute.ReduceOp.SUM, acc, axis=None)
+        n_f = tf.cast(n, tf.float32)
+        return total_loss / n_f, total_acc / n_f
+
+    return loop
+
+
+def _scalars(writer, step: int, **values: float) -> None:
+    """TensorBoard scalars through the core summary op: tf.summary.scalar needs the
+    tensorboard package, which TensorFlow no longer installs; the event files are
+    the same (plugin "scalars")."""
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    with writer.as_default():
+        for tag, value in values.items():
+            tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
+
+
+def _print_event(event: dict) -> None:
+    print(json.dumps(event), flush=True)
+
+
+def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir: str, *,
+          num_train_records: int | None = None, stop_at_step: int | None = None,
+          strategy: tf.distribute.Strategy | None = None, random_backbone: bool = False,
+          on_event: Callable[[dict], None] = _print_event) -> TrainResult:
+    """Train (or resume) in `workdir`; stop_at_step (a global step) interrupts on purpose.
+
+    random_backbone: a preset's architecture with random weights instead of its
+    pretrained ones (benchmarks; nothing is downloaded)."""
+    steps = config.stage_steps(num_train_records)
+    _check_workdir(workdir, config, num_classes, steps)
+    strategy = strategy or make_strategy(config.strategy, config.tpu)
+    check_batch(config.global_batch_size, strategy)
+    policy = choose_policy(config.mixed_precision, strategy)
+    set_policy(policy)
+    keras.utils.set_random_seed(config.seed)
+
+    with strategy.scope():
+        models = build_models(config, num_classes, random_weights=random_backbone)
+        optimizers = [_optimizer(config, config.head_lr, steps["head"], policy),
+                      _optimizer(config, config.finetune_lr, steps["finetune"], policy)]
+        # both optimizers built up front so one checkpoint restores either stage
+        models.encoder.trainable = False
+        optimizers[0].build(models.training.trainable_variables)
+        models.encoder.trainable = True
+        optimizers[1].build(models.training.trainable_variables)
+    # host-side counters, outside the scope so they stay plain variables
+    stage_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
+    ckpt = tf.train.Checkpoint(model=models.training, head_optimizer=optimizers[0],
+                               finetune_optimizer=optimizers[1], stage=stage_var,
+                               stage_step=step_var)
+    manager = tf.train.CheckpointManager(ckpt, _join(workdir, "checkpoints"), max_to_keep=3)
+    resumed = None
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        resumed = {"stage": STAGES[int(stage_var)] if int(stage_var) < DONE else "done",
+                   "step": int(step_var), "checkpoint": manager.latest_checkpoint}
+        on_event({"event": "resume", **resumed})
+    writer = tf.summary.create_file_writer(_join(workdir, "tensorboard"))
+
+    offsets = {"head": 0, "finetune": steps["head"]}
+    steps_run = 0
+    seconds = 0.0
+    last: dict = {}
+    stopped = False
+    while int(stage_var) < DONE and not stopped:
+        stage_index = int(stage_var)
+        stage = STAGES[stage_index]
+        total = steps[stage]
+        models.encoder.trainable = stage_index == 1
+        optimizer = optimizers[stage_index]
+        start = int(step_var)
+        if start < total:
+            loop = _make_loop(models, optimizer, strategy, config.global_batch_size)
+            seed = config.seed + 1_000_003 * stage_index + start
+            dataset = dataset_fn(config.global_batch_size, seed)
+            iterator = iter(strategy.experimental_distribute_dataset(dataset))
+            on_event({"event": "stage_start", "stage": stage, "step": start, "steps": total,
+                      "trainable_params": int(sum(math.prod(v.shape) for v in
+                                                  models.training.trainable_variables))})
+        step = start
+        while step < total:
+            bounds = [total, (step // config.log_every_steps + 1) * config.log_every_steps,
+                      (step // config.checkpoint_every_steps + 1) * config.checkpoint_every_steps]
+            if stop_at_step is not None:
+                bounds.append(max(stop_at_step - offsets[stage], step + 1))
+            n = min(bounds) - step
+            t0 = time.perf_counter()
+            loss, acc = loop(iterator, tf.constant(n, tf.int32))
+            loss, acc = float(loss), float(acc)
+            seconds += time.perf_counter() - t0
+            step += n
+            steps_run += n
+            step_var.assign(step)
+            global_step = offsets[stage] + step
+            lr = float(_inner(optimizer).learning_rate)
+            last = {"event": "train", "stage": stage, "step": step,
+                    "global_step": global_step, "loss": loss, "accuracy": acc, "lr": lr}
+            if step % config.log_every_steps == 0 or step == total:
+                on_event(last)
+                _scalars(writer, global_step, loss=loss, accuracy=acc, lr=lr)
+            if step == total:
+                stage_var.assign(stage_index + 1)
+                step_var.assign(0)
+            if step == total or step % config.checkpoint_every_steps == 0 or (
+                    stop_at_step is not None and global_step >= stop_at_step):
+                path = manager.save(checkpoint_number=global_step)
+                on_event({"event": "checkpoint", "stage": stage, "step": step,
+                          "global_step": global_step, "path": path})
+            if stop_at_step is not None and global_step >= stop_at_step and step < total:
+                stopped = True
+                break
+        if not stopped and int(stage_var) == stage_index:  # an empty stage (0 steps)
+            stage_var.assign(stage_index + 1)
+            step_var.assign(0)
+            manager.save(checkpoint_number=offsets[stage] + total)
+        if not stopped:
+            on_event({"event": "stage_end", "stage": stage, "steps": total})
+        if stop_at_step is not None and offsets[stage] + total >= stop_at_step \
+                and int(stage_var) < DONE:
+            stopped = True
+    writer.flush()
+    done = int(stage_var) >= DONE
+    global_step = (sum(steps.values()) if done
+                   else offsets[STAGES[int(stage_var)]] + int(step_var))
+    return TrainResult(models=models, strategy=strategy, policy=policy, stage_steps=steps,
+                       resumed_from=resumed, completed=done, global_step=global_step,
+                       steps_run=steps_run, seconds=seconds, last=last)
