@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from unibed.dataplane.build.launcher import build_dataset, plan_build
-from unibed.dataplane.build.publish import OutputExistsError
+from unibed.dataplane.build.output import OutputExistsError
 from unibed.dataplane.build.split import validation_count
 from unibed.dataplane.recipes import load_recipe
 from unibed.dataplane.records.codec import decode_example

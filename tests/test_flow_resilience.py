@@ -19,8 +19,9 @@ import pytest
 from google.api_core import exceptions as gexc
 from prefect import flow, task
 
-from unibed.dataplane.build import publish
-from unibed.dataplane.build.publish import OutputExistsError, OutputLockedError, ValidationError
+from unibed.dataplane.build.lock import LOCK, OutputLockedError, acquire_lock
+from unibed.dataplane.build.output import BEAM_DONE, OutputExistsError
+from unibed.dataplane.build.validate import ValidationError
 from unibed.flows.retries import is_transient, retry_settings
 from unibed.flows.stages import ParameterError, StageFailed
 from unibed.flows.train import TrainerFailed
@@ -151,7 +152,7 @@ def test_killed_builds_rerun_to_the_same_bytes_resuming_after_beam(prefect_api, 
     # killed mid-Beam: the partial output and the dead run's lock are left behind
     output = str(tmp_path / "killed-mid-beam")
     kill_when(start_build(prefect_api, sample_root, output), os.path.join(output, "_work"))
-    assert os.path.exists(os.path.join(output, publish.LOCK))
+    assert os.path.exists(os.path.join(output, LOCK))
     assert not os.path.exists(os.path.join(output, "manifest.json"))
     code, log, result = finish(start_build(prefect_api, sample_root, output))
     assert code == 0, log[-3000:]
@@ -162,7 +163,7 @@ def test_killed_builds_rerun_to_the_same_bytes_resuming_after_beam(prefect_api, 
 
     # killed after the Beam stage (its marker written): the rerun skips Beam
     output = str(tmp_path / "killed-after-beam")
-    kill_when(start_build(prefect_api, sample_root, output), os.path.join(output, publish.BEAM_DONE))
+    kill_when(start_build(prefect_api, sample_root, output), os.path.join(output, BEAM_DONE))
     assert not os.path.exists(os.path.join(output, "manifest.json")), "the run finished before the kill"
     code, log, result = finish(start_build(prefect_api, sample_root, output))
     assert code == 0, log[-3000:]
@@ -170,7 +171,7 @@ def test_killed_builds_rerun_to_the_same_bytes_resuming_after_beam(prefect_api, 
     assert "beam counter" not in log  # Beam did not run again
     assert shard_digests(output) == reference
     assert not os.path.exists(os.path.join(output, "_work"))
-    assert not os.path.exists(os.path.join(output, publish.LOCK))
+    assert not os.path.exists(os.path.join(output, LOCK))
 
 
 @pytest.mark.slow
@@ -193,14 +194,14 @@ def test_concurrent_builds_different_outputs_both_succeed_same_output_one_is_ref
     log = losers[0][1]
     assert f"build-dataset: stage lock failed for output {same}" in log and "is locked by build run" in log
     assert shard_digests(same) == reference  # the refused run touched nothing
-    assert not os.path.exists(os.path.join(same, publish.LOCK))
+    assert not os.path.exists(os.path.join(same, LOCK))
 
 
 @pytest.mark.slow
 def test_a_live_foreign_lock_is_respected_and_force_unlock_breaks_it(prefect_api, sample_root, tmp_path):
     output = str(tmp_path / "locked")
     # a lock from another host: this host cannot tell whether that run lives
-    publish.acquire_lock(output, "elsewhere@other-host:pid=1:start=1:t=2026-01-01T00:00:00Z")
+    acquire_lock(output, "elsewhere@other-host:pid=1:start=1:t=2026-01-01T00:00:00Z")
     code, log, _ = finish(start_build(prefect_api, sample_root, output))
     assert code != 0 and "stage lock failed" in log and "force_unlock=true" in log
     code, log, result = finish(start_build(prefect_api, sample_root, output, force_unlock=True))

@@ -15,9 +15,9 @@ from google.cloud import storage as gcs
 from test_build import sample_recipe
 
 from unibed.dataplane import storage
-from unibed.dataplane.build import publish
 from unibed.dataplane.build.launcher import build_dataset
-from unibed.dataplane.build.publish import OutputLockedError
+from unibed.dataplane.build.lock import LOCK, OutputLockedError, acquire_lock, release_lock
+from unibed.dataplane.build.validate import validate_output
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.manifest import Manifest
 
@@ -55,12 +55,13 @@ def test_the_gs_output_is_complete_and_validates_where_it_was_written(gcs_build)
     manifest = Manifest.from_json(storage.read_text(f"{output}/manifest.json"))
     assert manifest == gcs_build.manifest
     label_map = LabelMap.from_csv(storage.read_text(f"{output}/label_map.csv"))
-    publish.validate_output(output, manifest, label_map)  # re-reads every shard from gs://
+    validate_output(output, manifest, label_map)  # re-reads every shard from gs://
     for acc in manifest.accounting.values():
         assert acc.inputs == acc.written + acc.duplicates + acc.rejected > 0
     shards = {s.path for info in manifest.splits.values() for s in info.shards}
-    # nothing left behind: no work folder, temp files, manifest.json.tmp or lock
-    assert _names(output) == shards | {"manifest.json", "label_map.csv", "duplicates.csv", "rejects.csv"}
+    # nothing left behind: no work folder, temp files, manifest.json.tmp-* or lock
+    assert _names(output) == shards | {"manifest.json", "label_map.csv", *manifest.reports.values()}
+    assert set(manifest.reports) == {"duplicates", "rejects", "duplicate_groups"}
 
 
 def test_gs_output_is_byte_identical_to_the_local_build(gcs_build, local_build, sample_root, gcs_sample):
@@ -79,12 +80,12 @@ def test_a_rerun_over_a_complete_gs_output_is_a_no_op(gcs_build, gcs_sample):
     again = build_dataset(sample_recipe(gcs_sample, gcs_build.output))
     assert again.status == "complete"
     assert _blob(f"{gcs_build.output}/manifest.json").generation == before
-    assert not storage.exists(f"{gcs_build.output}/{publish.LOCK}")
+    assert not storage.exists(f"{gcs_build.output}/{LOCK}")
 
 
 def test_the_gcs_lock_is_created_only_if_absent_even_under_a_race(gcs_emulator):
     gcs_emulator.create_bucket(OUT.removeprefix("gs://"))
-    lock = f"{OUT}/race/{publish.LOCK}"
+    lock = f"{OUT}/race/{LOCK}"
     results: list[bool] = []
     barrier = threading.Barrier(4)
 
@@ -108,15 +109,15 @@ def test_a_second_build_into_a_locked_gs_output_is_refused_then_a_partial_one_is
 ):
     gcs_emulator.create_bucket(OUT.removeprefix("gs://"))
     output = f"{OUT}/contended"
-    publish.acquire_lock(output, "another-run")  # a build in progress elsewhere
+    acquire_lock(output, "another-run")  # a build in progress elsewhere
     storage.write_bytes(f"{output}/train-00000-of-00777.tfrecord", b"half written")
     storage.write_bytes(f"{output}/_work/shards.jsonl", b"{}")
     with pytest.raises(OutputLockedError, match="another-run"):
         build_dataset(sample_recipe(gcs_sample, output))
-    assert storage.read_text(f"{output}/{publish.LOCK}") == "another-run"
+    assert storage.read_text(f"{output}/{LOCK}") == "another-run"
     assert storage.exists(f"{output}/train-00000-of-00777.tfrecord")  # the refused build touched nothing
 
-    publish.release_lock(output, "another-run")  # that run ended without publishing
+    release_lock(output, "another-run")  # that run ended without publishing
     result = build_dataset(sample_recipe(gcs_sample, output))
     assert result.status == "built"
     names = _names(output)

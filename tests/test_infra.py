@@ -21,6 +21,7 @@ from pathlib import Path
 
 import hcl2
 import pytest
+from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -298,21 +299,89 @@ def test_outputs_for_recipes_builds_and_deployments():
 
 # --------------------------------------------------------------------- images
 
-LOCK = {p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+LOCKED = tomllib.loads((ROOT / "uv.lock").read_text())["package"]
+# name -> locked versions: a package may fork by Python version (google-apitools does).
+LOCK: dict[str, set[str]] = {}
+for _package in LOCKED:
+    LOCK.setdefault(_package["name"], set()).add(_package["version"])
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def _python_minor() -> str:
-    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
-    m = re.fullmatch(r">=(3\.\d+),<3\.(\d+)", spec)
-    assert m and int(m.group(2)) == int(m.group(1).split(".")[1]) + 1, spec
-    return m.group(1)
+    """The one Python the environment is built and tested with (`make setup`); the
+    images use it too, and it must lie inside the project's requires-python."""
+    (minor,) = re.findall(r"sync --frozen --all-extras --python (3\.\d+)\b",
+                          (ROOT / "Makefile").read_text())
+    assert SpecifierSet(PYPROJECT["project"]["requires-python"]).contains(minor + ".0")
+    return minor
 
 
-def _pins(image: str) -> dict[str, str]:
+def _pins(image: str) -> dict[str, set[str]]:
     lines = (INFRA / image / "requirements.txt").read_text().splitlines()
     pins = [re.match(r"([a-z0-9._-]+)==([^ ;]+)", ln) for ln in lines if not ln.startswith("#")]
     assert all(pins)
-    return {m.group(1): m.group(2) for m in pins}
+    out: dict[str, set[str]] = {}
+    for m in pins:
+        out.setdefault(m.group(1), set()).add(m.group(2))
+    return out
+
+
+def _exported(*extras: str) -> set[str]:
+    """Package names in uv.lock's closure of the base install plus `extras`."""
+    out = subprocess.run(export_requirements.export_command(tuple(extras)), cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    return {re.match(r"([a-z0-9._-]+)==", ln).group(1)
+            for ln in out.splitlines() if ln and not ln.startswith("#")}
+
+
+def _closure(roots: set[str]) -> set[str]:
+    """Names reachable from `roots` in uv.lock's graph (dependency extras followed)."""
+    by_name: dict[str, list[dict]] = {}
+    for package in LOCKED:
+        by_name.setdefault(package["name"], []).append(package)
+    seen: set[tuple[str, str | None]] = set()
+    todo: list[tuple[str, str | None]] = [(name, None) for name in roots]
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in seen:
+            continue
+        seen.add((name, extra))
+        for package in by_name[name]:
+            deps = (package.get("dependencies", []) if extra is None
+                    else package.get("optional-dependencies", {}).get(extra, []))
+            for dep in deps:
+                todo.append((dep["name"], None))
+                todo.extend((dep["name"], e) for e in dep.get("extra", []))
+    return {name for name, _ in seen}
+
+
+TRAINER_STACK = {"tensorflow", "keras", "keras-hub", "tensorflow-text"}
+TF_SIDE = TRAINER_STACK | {"tensorboard", "tf-keras"}  # none of it on the TF-free side
+
+
+def test_base_install_has_no_tensorflow_and_train_brings_it():
+    # `pip install unibed` is the TF-free side of the process boundary; TensorFlow
+    # comes only with the extras that run it (train, rig).
+    base = _exported()
+    assert not TF_SIDE & base, "the base install must not pull in TensorFlow"
+    assert {"apache-beam", "prefect", "google-cloud-storage", "pillow", "imagehash",
+            "numpy", "pydantic", "pyyaml", "crc32c", "requests"} <= base
+    train = _exported("train")
+    assert TRAINER_STACK <= train and base <= train
+    rig = _exported("rig")
+    assert {"tensorflow", "fastapi", "uvicorn", "python-multipart", "jinja2"} <= rig
+    assert not {"keras-hub", "faiss-cpu"} & rig
+    assert "faiss-cpu" in _exported("ann") and not TF_SIDE & _exported("ann")
+    assert _exported("all") == _exported("train", "rig", "ann")
+
+
+def test_extras_declared():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert set(extras) == {"train", "rig", "ann", "all"}
+    assert extras["all"] == ["unibed[train,rig,ann]"]
+    names = {re.match(r"[A-Za-z0-9._-]+", d).group(0).lower()
+             for d in PYPROJECT["project"]["dependencies"]}
+    assert not names & TF_SIDE
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -325,16 +394,21 @@ def test_requirements_match_lock_export(image):
 @pytest.mark.parametrize("image", IMAGES)
 def test_requirements_pin_lock_versions(image):
     pins = _pins(image)
-    assert pins and all(LOCK[name] == version for name, version in pins.items())
+    assert pins and all(versions == LOCK[name] for name, versions in pins.items())
 
 
 def test_images_hold_only_their_side_of_the_process_boundary():
     worker, launcher, trainer = (_pins(i) for i in IMAGES)
-    trainer_only = {"tensorflow", "keras", "keras-hub", "tensorboard", "tensorflow-text"}
-    assert not trainer_only & set(worker) and not trainer_only & set(launcher)
+    assert not TF_SIDE & set(worker) and not TF_SIDE & set(launcher)
     assert "prefect" not in worker and "prefect" in launcher
     assert "apache-beam" in worker and "apache-beam" in launcher
     assert "apache-beam" not in trainer and {"tensorflow", "keras", "keras-hub"} <= set(trainer)
+    # The launcher is exactly the base install; the trainer exactly the `train` extra
+    # plus what unibed.schemas imports (pydantic, pyyaml).
+    assert set(launcher) == _exported()
+    train = {re.match(r"[A-Za-z0-9._-]+", d).group(0).lower()
+             for d in PYPROJECT["project"]["optional-dependencies"]["train"]}
+    assert set(trainer) == _closure(train | {"pydantic", "pyyaml"})
 
 
 def _from(image: str) -> str:
@@ -345,7 +419,8 @@ def _from(image: str) -> str:
 
 def test_worker_base_matches_locked_beam_and_python():
     py = _python_minor()
-    assert _from("worker") == f"apache/beam_python{py}_sdk:{LOCK['apache-beam']}"
+    (beam,) = LOCK["apache-beam"]
+    assert _from("worker") == f"apache/beam_python{py}_sdk:{beam}"
     # The launcher pickles the pipeline; Beam needs the same minor Python on both sides.
     assert _from("prefect-worker") == _from("trainer") == f"python:{py}-slim"
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from unibed.dataplane.build import publish, reports
-from unibed.dataplane.build.publish import (
+from unibed.dataplane.build import reports
+from unibed.dataplane.build.lock import OutputLockedError, acquire_lock, release_lock
+from unibed.dataplane.build.output import (
     OutputExistsError,
-    OutputLockedError,
     OutputState,
-    ValidationError,
+    inspect_output,
+    prepare_output,
+    publish_manifest,
 )
 from unibed.dataplane.build.shards import (
     num_shards,
@@ -23,6 +25,7 @@ from unibed.dataplane.build.shards import (
     shuffle_key,
     write_shard,
 )
+from unibed.dataplane.build.validate import ValidationError, validate_output
 from unibed.dataplane.records.codec import encode_example
 from unibed.schemas import features
 from unibed.schemas.label_map import LabelEntry, LabelMap
@@ -120,7 +123,7 @@ def built(tmp_path) -> tuple[str, Manifest]:
     reports.write_label_map(os.path.join(out, "label_map.csv"), LABEL_MAP)
     splits = {split: _write_split(out, split, 2) for split in RECORDS}
     manifest = _manifest(out, splits)
-    publish.publish_manifest(out, manifest)
+    publish_manifest(out, manifest)
     return out, manifest
 
 
@@ -212,9 +215,9 @@ def test_reports_are_sorted_csv_with_headers(tmp_path):
 
 def test_a_published_output_validates_and_reads_back(built):
     out, manifest = built
-    publish.validate_output(out, manifest, LABEL_MAP)
-    assert publish.inspect_output(out) is OutputState.COMPLETE
-    assert not os.path.exists(os.path.join(out, "manifest.json.tmp"))
+    validate_output(out, manifest, LABEL_MAP)
+    assert inspect_output(out) is OutputState.COMPLETE
+    assert not [n for n in os.listdir(out) if n.startswith("manifest.json.tmp")]
     assert Manifest.from_json(Path(out, "manifest.json").read_text()) == manifest
     assert sorted(os.listdir(out)) == [
         "label_map.csv",
@@ -271,7 +274,7 @@ def test_validation_catches_corruption(built, corrupt, messages):
     out, manifest = built
     corrupt(out)
     with pytest.raises(ValidationError) as caught:
-        publish.validate_output(out, manifest, LABEL_MAP)
+        validate_output(out, manifest, LABEL_MAP)
     for message in messages:
         assert message in str(caught.value)
 
@@ -282,7 +285,7 @@ def test_validation_lists_every_problem(built):
     _delete_a_shard(out)
     _tamper_label_map(out)
     with pytest.raises(ValidationError) as caught:
-        publish.validate_output(out, manifest, LABEL_MAP)
+        validate_output(out, manifest, LABEL_MAP)
     text = "\n".join(caught.value.problems)
     assert "not listed in the manifest" in text
     assert "listed in the manifest but missing" in text
@@ -296,7 +299,7 @@ def test_validation_catches_ids_repeated_across_shards(built):
     first = [r for r in records if shard_index(f"{r[0]}/{r[1]}", SALT, 2) == 0]
     write_shard(out, "validation", 1, 2, [_keyed(*r) for r in first])
     with pytest.raises(ValidationError, match="image ids appear more than once"):
-        publish.validate_output(out, manifest, LABEL_MAP)
+        validate_output(out, manifest, LABEL_MAP)
 
 
 # --- output states and the lock ---------------------------------------------
@@ -305,59 +308,59 @@ def test_validation_catches_ids_repeated_across_shards(built):
 def test_prepare_output_policy(tmp_path, built):
     out, manifest = built
     empty = str(tmp_path / "empty")
-    assert publish.inspect_output(empty) is OutputState.EMPTY
-    assert publish.prepare_output(empty, manifest.recipe_digest) == "build"
+    assert inspect_output(empty) is OutputState.EMPTY
+    assert prepare_output(empty, manifest.recipe_digest) == "build"
 
     partial = str(tmp_path / "partial")
     (tmp_path / "partial" / "beam-temp").mkdir(parents=True)
     (tmp_path / "partial" / "train-00000-of-00001.tfrecord").write_bytes(b"half")
     (tmp_path / "partial" / "beam-temp" / "x").write_bytes(b"tmp")
-    assert publish.inspect_output(partial) is OutputState.PARTIAL
-    assert publish.prepare_output(partial, manifest.recipe_digest) == "build"
-    assert publish.inspect_output(partial) is OutputState.EMPTY
+    assert inspect_output(partial) is OutputState.PARTIAL
+    assert prepare_output(partial, manifest.recipe_digest) == "build"
+    assert inspect_output(partial) is OutputState.EMPTY
 
-    assert publish.prepare_output(out, manifest.recipe_digest) == "complete"
+    assert prepare_output(out, manifest.recipe_digest) == "complete"
     with pytest.raises(OutputExistsError) as caught:
-        publish.prepare_output(out, "f" * 64)
+        prepare_output(out, "f" * 64)
     assert out in str(caught.value)
     assert manifest.recipe_digest in str(caught.value) and "f" * 64 in str(caught.value)
-    assert publish.inspect_output(out) is OutputState.COMPLETE
+    assert inspect_output(out) is OutputState.COMPLETE
 
 
 def test_lock_admits_one_run_at_a_time(tmp_path):
     out = str(tmp_path / "out")
-    publish.acquire_lock(out, "run-a")
+    acquire_lock(out, "run-a")
     with pytest.raises(OutputLockedError, match="run-a"):
-        publish.acquire_lock(out, "run-b")
+        acquire_lock(out, "run-b")
     with pytest.raises(OutputLockedError, match="run-a"):
-        publish.release_lock(out, "run-b")
-    publish.release_lock(out, "run-a")
-    publish.acquire_lock(out, "run-b")
+        release_lock(out, "run-b")
+    release_lock(out, "run-a")
+    acquire_lock(out, "run-b")
     # the lock is not output: a locked output with nothing else in it is empty
-    assert publish.inspect_output(out) is OutputState.EMPTY
+    assert inspect_output(out) is OutputState.EMPTY
 
 
 def test_prepare_output_keeps_a_partial_output_locked_by_another_run(tmp_path):
     out = str(tmp_path / "out")
     shard = Path(out, "train-00000-of-00001.tfrecord")
-    publish.acquire_lock(out, "other-run")
+    acquire_lock(out, "other-run")
     shard.write_bytes(b"in progress")
     with pytest.raises(OutputLockedError, match="other-run"):
-        publish.prepare_output(out, "0" * 64, run_id="my-run")
+        prepare_output(out, "0" * 64, run_id="my-run")
     assert shard.exists()
 
 
 def test_prepare_output_cleans_a_partial_output_under_its_own_lock(tmp_path):
     out = str(tmp_path / "out")
-    publish.acquire_lock(out, "my-run")
+    acquire_lock(out, "my-run")
     Path(out, "train-00000-of-00001.tfrecord").write_bytes(b"left by a crash")
-    assert publish.prepare_output(out, "0" * 64, run_id="my-run") == "build"
+    assert prepare_output(out, "0" * 64, run_id="my-run") == "build"
     assert os.listdir(out) == ["_BUILDING"]
 
 
 def test_prepare_output_never_cleans_a_folder_holding_foreign_files(tmp_path):
     (tmp_path / "train-00000-of-00002.tfrecord").write_bytes(b"half")
     (tmp_path / "notes.txt").write_text("someone's work")
-    with pytest.raises(publish.OutputExistsError, match="files that no build writes"):
-        publish.prepare_output(str(tmp_path), "0" * 64)
+    with pytest.raises(OutputExistsError, match="files that no build writes"):
+        prepare_output(str(tmp_path), "0" * 64)
     assert (tmp_path / "notes.txt").exists() and (tmp_path / "train-00000-of-00002.tfrecord").exists()

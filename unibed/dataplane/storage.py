@@ -7,8 +7,10 @@ exactly one code path for both.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import posixpath
+import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -59,6 +61,31 @@ def read_range(path: str, offset: int, size: int) -> bytes:
 def write_bytes(path: str, data: bytes) -> None:
     with open_write(path) as f:
         f.write(data)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write `path` so that a reader sees the old file or the new one, never a part.
+
+    The bytes go to a temporary name beside the target (same folder, so a local
+    rename stays on one filesystem) and are then renamed into place: local, an
+    atomic os.rename; GCS, a copy + delete, each atomic per object. The name is
+    unique per call, so concurrent writers never share a temporary file.
+    """
+    temporary = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
+    make_parent(temporary)  # safe when concurrent writers create the same folder
+    try:
+        write_bytes(temporary, data)
+        rename(temporary, path)
+    except BaseException:
+        _discard(temporary)
+        raise
+
+
+def _discard(path: str) -> None:
+    """Delete a file if present; a failure here must not hide the error being raised."""
+    with contextlib.suppress(Exception):
+        if exists(path):
+            delete([path])
 
 
 def read_text(path: str) -> str:

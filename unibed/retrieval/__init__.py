@@ -8,8 +8,14 @@
     search.py    the three together: a Searcher answering queries
     report.py    the HTML report and the PNG contact sheet of `unibed search`
     dataset_pages.py  what the web pages show of a build: duplicates, rejects, summary
-    webapp.py    the FastAPI app of `unibed serve`
-    cli.py       the two subcommands
+    webapp.py    the FastAPI app of `unibed serve`, put together from:
+      web_site.py          what every page shares (gallery facts, picks, templates)
+      web_search.py        routes /, /search (upload or pick)
+      web_thumbs.py        route /thumb/{id}
+      web_dataset.py       routes /duplicates, /rejects, /summary
+      web_upload_limit.py  the upload-size middleware (413)
+
+The two subcommands (`unibed search`, `unibed serve`) live in unibed/cli/search.py.
 
 This package is on the TensorFlow side of the process boundary (it loads a
 SavedModel) and also reads shards with the TF-free codec: both may share a

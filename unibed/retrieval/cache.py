@@ -14,6 +14,7 @@ sidecar last: an entry without its sidecar is ignored.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from unibed.dataplane import storage
 from unibed.retrieval.gallery import GalleryItem, items_from_columns, items_to_columns
 
 CACHE_VERSION = 1
@@ -71,13 +73,12 @@ def load_or_build(cache_dir: str, key: str, provenance: dict,
     if not items:
         raise ValueError("the gallery has no images to index")
     vectors = np.stack(rows).astype(np.float32)
-    os.makedirs(cache_dir, exist_ok=True)
-    _atomic(npy, lambda f: np.save(f, vectors))
+    storage.write_atomic(npy, _npy_bytes(vectors))
     meta = {"version": CACHE_VERSION, "key": key, "count": len(items), "dim": int(vectors.shape[1]),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "embed_seconds": round(time.perf_counter() - start, 3), **provenance,
             "items": items_to_columns(items)}
-    _atomic(sidecar, lambda f: f.write(json.dumps(meta).encode("utf-8")))
+    storage.write_atomic(sidecar, json.dumps(meta).encode("utf-8"))  # last: it completes the entry
     return CachedEmbeddings(vectors, items, key, False, time.perf_counter() - start)
 
 
@@ -93,11 +94,10 @@ def _load(npy: str, sidecar: str, key: str):
     return vectors.astype(np.float32, copy=False), items_from_columns(meta["items"])
 
 
-def _atomic(path: str, write: Callable) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)
+def _npy_bytes(vectors: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    np.save(out, vectors)
+    return out.getvalue()
 
 
 def pairs(items: Iterator[tuple[GalleryItem, object]], embed_images) -> Iterator[tuple[GalleryItem, np.ndarray]]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from collections.abc import Callable
 
 from PIL import Image, ImageDraw, ImageFont
 
+from unibed.dataplane import storage
 from unibed.retrieval.images import thumbnail_jpeg
 from unibed.retrieval.search import QueryResult
 
@@ -57,7 +57,7 @@ def write_html_report(path: str, results: list[QueryResult], thumbnail: Callable
                 f"({m.item.label})<br>{e(m.item.source)}: {e(m.item.image_id)}</figcaption></figure>")
         parts.append("</div>")
     parts.append("</body></html>")
-    _write(path, "".join(parts).encode("utf-8"))
+    storage.write_atomic(path, "".join(parts).encode("utf-8"))
 
 
 def write_contact_sheet(path: str, results: list[QueryResult], image: Callable[[str], Image.Image]) -> None:
@@ -83,8 +83,7 @@ def write_contact_sheet(path: str, results: list[QueryResult], image: Callable[[
                 draw.rectangle((x - 2, y - 2, x + _TILE + 1, y + _TILE + 1), outline=colour, width=2)
             draw.text((x, y + _TILE + 2), _fit(m.item.label_name or "-", 22), fill="black", font=font)
             draw.text((x, y + _TILE + 15), f"#{m.rank} d={m.distance:.3f}", fill=(60, 60, 60), font=font)
-    buf = _png(sheet)
-    _write(path, buf)
+    storage.write_atomic(path, _png(sheet))
 
 
 def _paste(sheet: Image.Image, picture: Image.Image, x: int, y: int) -> None:
@@ -103,11 +102,3 @@ def _png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
-
-
-def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

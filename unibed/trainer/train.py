@@ -158,6 +158,32 @@ def _print_event(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
+@dataclass
+class _Run:
+    """What the steps of one train() call share, and what they have done so far."""
+    config: TrainConfig
+    steps: dict[str, int]
+    strategy: tf.distribute.Strategy
+    dataset_fn: DatasetFn
+    models: Models
+    optimizers: list
+    stage_var: tf.Variable  # checkpointed: 0 head, 1 finetune, 2 done
+    step_var: tf.Variable  # checkpointed: steps done in that stage
+    manager: tf.train.CheckpointManager
+    writer: tf.summary.SummaryWriter
+    on_event: Callable[[dict], None]
+    stop_at_step: int | None
+    steps_run: int = 0
+    seconds: float = 0.0
+    last: dict = field(default_factory=dict)
+    stopped: bool = False
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        """The global step each stage starts at."""
+        return {"head": 0, "finetune": self.steps["head"]}
+
+
 def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir: str, *,
           num_train_records: int | None = None, stop_at_step: int | None = None,
           strategy: tf.distribute.Strategy | None = None, random_backbone: bool = False,
@@ -169,11 +195,32 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
     steps = config.stage_steps(num_train_records)
     _check_workdir(workdir, config, num_classes, steps)
     strategy = strategy or make_strategy(config.strategy, config.tpu)
+    policy = _prepare(config, strategy)
+    models, optimizers = _build(config, num_classes, steps, policy, strategy, random_backbone)
+    stage_var, step_var, manager, resumed = _restore(models, optimizers, workdir, on_event)
+    run = _Run(config, steps, strategy, dataset_fn, models, optimizers, stage_var, step_var, manager,
+               tf.summary.create_file_writer(_join(workdir, "tensorboard")), on_event, stop_at_step)
+    while int(run.stage_var) < DONE and not run.stopped:
+        _run_stage(run)
+    run.writer.flush()
+    done = int(run.stage_var) >= DONE
+    return TrainResult(models=models, strategy=strategy, policy=policy, stage_steps=steps,
+                       resumed_from=resumed, completed=done, global_step=_global_step(run, done),
+                       steps_run=run.steps_run, seconds=run.seconds, last=run.last)
+
+
+def _prepare(config: TrainConfig, strategy: tf.distribute.Strategy) -> str:
+    """Check the batch against the replicas, set the precision policy and the seeds; the policy."""
     check_batch(config.global_batch_size, strategy)
     policy = choose_policy(config.mixed_precision, strategy)
     set_policy(policy)
     keras.utils.set_random_seed(config.seed)
+    return policy
 
+
+def _build(config: TrainConfig, num_classes: int, steps: dict[str, int], policy: str,
+           strategy: tf.distribute.Strategy, random_backbone: bool) -> tuple[Models, list]:
+    """The models and both stages' optimizers, under the strategy."""
     with strategy.scope():
         models = build_models(config, num_classes, random_weights=random_backbone)
         optimizers = [_optimizer(config, config.head_lr, steps["head"], policy),
@@ -183,6 +230,11 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
         optimizers[0].build(models.training.trainable_variables)
         models.encoder.trainable = True
         optimizers[1].build(models.training.trainable_variables)
+    return models, optimizers
+
+
+def _restore(models: Models, optimizers: list, workdir: str, on_event: Callable[[dict], None]):
+    """The stage and step counters, the checkpoint manager, and where a restored run resumes (or None)."""
     # host-side counters, outside the scope so they stay plain variables
     stage_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
@@ -196,73 +248,101 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
         resumed = {"stage": STAGES[int(stage_var)] if int(stage_var) < DONE else "done",
                    "step": int(step_var), "checkpoint": manager.latest_checkpoint}
         on_event({"event": "resume", **resumed})
-    writer = tf.summary.create_file_writer(_join(workdir, "tensorboard"))
+    return stage_var, step_var, manager, resumed
 
-    offsets = {"head": 0, "finetune": steps["head"]}
-    steps_run = 0
-    seconds = 0.0
-    last: dict = {}
-    stopped = False
-    while int(stage_var) < DONE and not stopped:
-        stage_index = int(stage_var)
-        stage = STAGES[stage_index]
-        total = steps[stage]
-        models.encoder.trainable = stage_index == 1
-        optimizer = optimizers[stage_index]
-        start = int(step_var)
-        if start < total:
-            loop = _make_loop(models, optimizer, strategy, config.global_batch_size)
-            seed = config.seed + 1_000_003 * stage_index + start
-            dataset = dataset_fn(config.global_batch_size, seed)
-            iterator = iter(strategy.experimental_distribute_dataset(dataset))
-            on_event({"event": "stage_start", "stage": stage, "step": start, "steps": total,
-                      "trainable_params": int(sum(math.prod(v.shape) for v in
-                                                  models.training.trainable_variables))})
-        step = start
-        while step < total:
-            bounds = [total, (step // config.log_every_steps + 1) * config.log_every_steps,
-                      (step // config.checkpoint_every_steps + 1) * config.checkpoint_every_steps]
-            if stop_at_step is not None:
-                bounds.append(max(stop_at_step - offsets[stage], step + 1))
-            n = min(bounds) - step
-            t0 = time.perf_counter()
-            loss, acc = loop(iterator, tf.constant(n, tf.int32))
-            loss, acc = float(loss), float(acc)
-            seconds += time.perf_counter() - t0
-            step += n
-            steps_run += n
-            step_var.assign(step)
-            global_step = offsets[stage] + step
-            lr = float(_inner(optimizer).learning_rate)
-            last = {"event": "train", "stage": stage, "step": step,
-                    "global_step": global_step, "loss": loss, "accuracy": acc, "lr": lr}
-            if step % config.log_every_steps == 0 or step == total:
-                on_event(last)
-                _scalars(writer, global_step, loss=loss, accuracy=acc, lr=lr)
-            if step == total:
-                stage_var.assign(stage_index + 1)
-                step_var.assign(0)
-            if step == total or step % config.checkpoint_every_steps == 0 or (
-                    stop_at_step is not None and global_step >= stop_at_step):
-                path = manager.save(checkpoint_number=global_step)
-                on_event({"event": "checkpoint", "stage": stage, "step": step,
-                          "global_step": global_step, "path": path})
-            if stop_at_step is not None and global_step >= stop_at_step and step < total:
-                stopped = True
-                break
-        if not stopped and int(stage_var) == stage_index:  # an empty stage (0 steps)
-            stage_var.assign(stage_index + 1)
-            step_var.assign(0)
-            manager.save(checkpoint_number=offsets[stage] + total)
-        if not stopped:
-            on_event({"event": "stage_end", "stage": stage, "steps": total})
-        if stop_at_step is not None and offsets[stage] + total >= stop_at_step \
-                and int(stage_var) < DONE:
-            stopped = True
-    writer.flush()
-    done = int(stage_var) >= DONE
-    global_step = (sum(steps.values()) if done
-                   else offsets[STAGES[int(stage_var)]] + int(step_var))
-    return TrainResult(models=models, strategy=strategy, policy=policy, stage_steps=steps,
-                       resumed_from=resumed, completed=done, global_step=global_step,
-                       steps_run=steps_run, seconds=seconds, last=last)
+
+def _run_stage(run: _Run) -> None:
+    """Run the current stage from its checkpointed step to its end, or until stop_at_step."""
+    stage_index = int(run.stage_var)
+    total = run.steps[STAGES[stage_index]]
+    run.models.encoder.trainable = stage_index == 1
+    step = int(run.step_var)
+    if step < total:
+        loop, iterator = _start_stage(run, stage_index, step)
+        while step < total and not run.stopped:
+            step = _run_chunk(run, stage_index, loop, iterator, step)
+    _end_stage(run, stage_index)
+
+
+def _start_stage(run: _Run, stage_index: int, start: int):
+    """The stage's training loop and an input stream seeded with the step it starts at."""
+    config, stage = run.config, STAGES[stage_index]
+    loop = _make_loop(run.models, run.optimizers[stage_index], run.strategy, config.global_batch_size)
+    seed = config.seed + 1_000_003 * stage_index + start
+    dataset = run.dataset_fn(config.global_batch_size, seed)
+    iterator = iter(run.strategy.experimental_distribute_dataset(dataset))
+    run.on_event({"event": "stage_start", "stage": stage, "step": start, "steps": run.steps[stage],
+                  "trainable_params": int(sum(math.prod(v.shape) for v in
+                                              run.models.training.trainable_variables))})
+    return loop, iterator
+
+
+def _chunk_size(run: _Run, stage: str, step: int) -> int:
+    """Steps up to the next boundary: the stage's end, a log, a checkpoint, or stop_at_step
+    (at least one step, even when stop_at_step is already behind)."""
+    config = run.config
+    bounds = [run.steps[stage], (step // config.log_every_steps + 1) * config.log_every_steps,
+              (step // config.checkpoint_every_steps + 1) * config.checkpoint_every_steps]
+    if run.stop_at_step is not None:
+        bounds.append(max(run.stop_at_step - run.offsets[stage], step + 1))
+    return min(bounds) - step
+
+
+def _run_chunk(run: _Run, stage_index: int, loop, iterator, step: int) -> int:
+    """Run the steps up to the next boundary, then log / checkpoint / stop; the new step."""
+    stage = STAGES[stage_index]
+    n = _chunk_size(run, stage, step)
+    t0 = time.perf_counter()
+    loss, acc = loop(iterator, tf.constant(n, tf.int32))
+    loss, acc = float(loss), float(acc)
+    run.seconds += time.perf_counter() - t0
+    step += n
+    run.steps_run += n
+    run.step_var.assign(step)
+    lr = float(_inner(run.optimizers[stage_index]).learning_rate)
+    run.last = {"event": "train", "stage": stage, "step": step,
+                "global_step": run.offsets[stage] + step, "loss": loss, "accuracy": acc, "lr": lr}
+    _after_chunk(run, stage_index, step)
+    return step
+
+
+def _after_chunk(run: _Run, stage_index: int, step: int) -> None:
+    """Log on the cadence, advance the counters at the stage's end (before the checkpoint,
+    so a finished stage is never redone), checkpoint, and stop when asked."""
+    stage = STAGES[stage_index]
+    total, global_step, last = run.steps[stage], run.offsets[stage] + step, run.last
+    if step % run.config.log_every_steps == 0 or step == total:
+        run.on_event(last)
+        _scalars(run.writer, global_step, loss=last["loss"], accuracy=last["accuracy"], lr=last["lr"])
+    if step == total:
+        run.stage_var.assign(stage_index + 1)
+        run.step_var.assign(0)
+    past_stop = run.stop_at_step is not None and global_step >= run.stop_at_step
+    if step == total or step % run.config.checkpoint_every_steps == 0 or past_stop:
+        path = run.manager.save(checkpoint_number=global_step)
+        run.on_event({"event": "checkpoint", "stage": stage, "step": step,
+                      "global_step": global_step, "path": path})
+    if past_stop and step < total:
+        run.stopped = True
+
+
+def _end_stage(run: _Run, stage_index: int) -> None:
+    """Close a stage that was not stopped, and stop if stop_at_step falls at or before its end."""
+    stage = STAGES[stage_index]
+    total = run.steps[stage]
+    end = run.offsets[stage] + total
+    if not run.stopped and int(run.stage_var) == stage_index:  # an empty stage (0 steps)
+        run.stage_var.assign(stage_index + 1)
+        run.step_var.assign(0)
+        run.manager.save(checkpoint_number=end)
+    if not run.stopped:
+        run.on_event({"event": "stage_end", "stage": stage, "steps": total})
+    if run.stop_at_step is not None and end >= run.stop_at_step and int(run.stage_var) < DONE:
+        run.stopped = True
+
+
+def _global_step(run: _Run, done: bool) -> int:
+    """Steps done over both stages."""
+    if done:
+        return sum(run.steps.values())
+    return run.offsets[STAGES[int(run.stage_var)]] + int(run.step_var)

@@ -30,41 +30,47 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from unibed.schemas.errors import SchemaError
 
 RUNNERS = ("local", "local-multiprocess", "dataflow")
-# Workers run beam_jobs, schemas and unibed only: never the trainer (DESIGN.md,
-# the process boundary) nor Prefect. Pruned with everything only they need;
-# infra/export_requirements.py prunes the same for infra/worker/requirements.txt.
-WORKER_PRUNED = ("tensorflow", "keras", "keras-hub", "prefect")
+# Workers run unibed.dataplane and unibed.schemas only: the base install (no
+# trainer, no rig: DESIGN.md) without Prefect, pruned with everything only it
+# needs; infra/export_requirements.py gives infra/worker/requirements.txt the same.
+WORKER_PRUNED = ("prefect",)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
-_DATAFLOW_ONLY = (
-    "project", "region", "temp_location", "staging_location", "service_account_email",
-    "machine_type", "max_num_workers", "network", "subnetwork", "sdk_container_image",
-    "job_name", "labels",
-)
 _JOB_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_KEY = re.compile(r"[a-z][-_a-z0-9]{0,62}")
 _LABEL_VALUE = re.compile(r"[-_a-z0-9]{0,63}")
 
 
+def _dataflow(description: str, **field_args):
+    """A setting that only the Dataflow runner takes."""
+    if "default_factory" not in field_args:
+        field_args.setdefault("default", None)
+    return Field(description=f"dataflow: {description}", json_schema_extra={"dataflow_only": True}, **field_args)
+
+
 class RunnerConfig(BaseModel):
+    """The runner settings: one list, from which the CLI's flags, the checks and
+    the PipelineOptions are all derived."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     runner: Literal["local", "local-multiprocess", "dataflow"] = "local"
-    # local-multiprocess: worker processes (default 2); dataflow: initial workers
-    num_workers: int | None = Field(default=None, ge=1)
-    project: str | None = None
-    region: str | None = None
-    temp_location: str | None = None
-    staging_location: str | None = None  # default: <temp_location>/staging
-    service_account_email: str | None = None
-    machine_type: str | None = None
-    max_num_workers: int | None = Field(default=None, ge=1)
-    network: str | None = None
-    subnetwork: str | None = None  # e.g. regions/REGION/subnetworks/NAME
-    use_public_ips: bool = True
-    sdk_container_image: str | None = None  # then no requirements file is shipped
-    job_name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    num_workers: int | None = Field(default=None, ge=1, description=(
+        "local-multiprocess: worker processes (default 2); dataflow: initial workers"))
+    project: str | None = _dataflow("GCP project")
+    region: str | None = _dataflow("region, e.g. europe-west4")
+    temp_location: str | None = _dataflow("gs:// folder for temporary files")
+    staging_location: str | None = _dataflow("gs:// folder for staged code (default: TEMP/staging)")
+    service_account_email: str | None = _dataflow("the workers' service account")
+    machine_type: str | None = _dataflow("worker machine type, e.g. n2-standard-4")
+    max_num_workers: int | None = _dataflow("autoscaling ceiling", ge=1)
+    network: str | None = _dataflow("VPC network")
+    subnetwork: str | None = _dataflow("subnetwork, e.g. regions/REGION/subnetworks/NAME")
+    use_public_ips: bool = _dataflow("workers get public IPs (false: private IPs only)", default=True)
+    sdk_container_image: str | None = _dataflow("worker image with the pinned dependencies (then no "
+                                                "requirements file is shipped)")
+    job_name: str | None = _dataflow("job name (lowercase letters, digits, '-')")
+    labels: dict[str, str] = _dataflow("job labels", default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> RunnerConfig:
@@ -74,9 +80,8 @@ class RunnerConfig(BaseModel):
         return self
 
     def _local_problems(self) -> list[str]:
-        given = [f for f in _DATAFLOW_ONLY if getattr(self, f)]
-        if not self.use_public_ips:
-            given.append("use_public_ips")
+        given = [f for f in dataflow_only_fields() if getattr(self, f) != RunnerConfig.model_fields[f].get_default(
+            call_default_factory=True)]
         problems = [f"{', '.join(given)}: only for runner 'dataflow', not {self.runner!r}"] if given else []
         if self.runner == "local" and self.num_workers not in (None, 1):
             problems.append("runner 'local' is one process: use 'local-multiprocess' for num_workers > 1")
@@ -103,6 +108,14 @@ class RunnerConfig(BaseModel):
     def is_distributed(self) -> bool:
         """Workers are other machines: every location they touch must be remote."""
         return self.runner == "dataflow"
+
+
+_COMPUTED = ("runner", "staging_location", "labels")  # PipelineOptions take these in another form
+
+
+def dataflow_only_fields() -> tuple[str, ...]:
+    return tuple(name for name, f in RunnerConfig.model_fields.items()
+                 if (f.json_schema_extra or {}).get("dataflow_only"))
 
 
 def runner_config(**values) -> RunnerConfig:
@@ -138,23 +151,13 @@ def pipeline_options(config: RunnerConfig, package_dir: str | None = None) -> Pi
         return PipelineOptions(flags=[], runner="FnApiRunner", direct_num_workers=config.num_workers or 2,
                                direct_running_mode="multi_processing")
     package_dir = package_dir or tempfile.mkdtemp(prefix="unibed-dataflow-")
+    passed = {name: getattr(config, name) for name in RunnerConfig.model_fields if name not in _COMPUTED}
     options = PipelineOptions(
         flags=[],
         runner="DataflowRunner",
-        project=config.project,
-        region=config.region,
-        temp_location=config.temp_location,
+        **passed,
         staging_location=config.staging_location or config.temp_location.rstrip("/") + "/staging",
-        service_account_email=config.service_account_email,
-        job_name=config.job_name,
         labels=[f"{k}={v}" for k, v in sorted(config.labels.items())] or None,
-        num_workers=config.num_workers,
-        max_num_workers=config.max_num_workers,
-        machine_type=config.machine_type,
-        network=config.network,
-        subnetwork=config.subnetwork,
-        use_public_ips=config.use_public_ips,
-        sdk_container_image=config.sdk_container_image,
         extra_packages=[build_wheel(package_dir)],
         requirements_file=None if config.sdk_container_image else write_worker_requirements(package_dir),
         # workers import the wheel's modules; nothing from the launcher's __main__
@@ -194,8 +197,8 @@ def build_wheel(out_dir: str) -> str:
 
 
 def worker_requirements() -> str:
-    """Pinned worker dependencies: uv.lock's runtime closure without the trainer's
-    TensorFlow/Keras (WORKER_PRUNED) and without unibed itself (it ships as the wheel)."""
+    """Pinned worker dependencies: uv.lock's closure of the base install (no
+    extras) without Prefect (WORKER_PRUNED) nor unibed itself (it ships as the wheel)."""
     command = [*_uv(), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
                "--no-annotate", "--no-header"]
     for name in WORKER_PRUNED:

@@ -1,0 +1,98 @@
+"""`unibed build` (the flow build-dataset) and `unibed plan` (metadata only).
+
+The Beam runner's flags are made from the fields of RunnerConfig
+(unibed/dataplane/build/runner_options.py): one list of settings."""
+
+from __future__ import annotations
+
+import time
+
+from unibed.schemas.errors import SchemaError
+
+
+def add_build_parsers(sub) -> None:
+    p = sub.add_parser("build", help="build a dataset with the Prefect flow build-dataset")
+    p.add_argument("--recipe", default="recipes/sample.yaml")
+    p.add_argument("--output", help="override the recipe's output (folder or gs:// URL)")
+    _add_source_flag(p)
+    add_runner_flags(p.add_argument_group("Beam runner (see unibed/dataplane/build/runner_options.py)"))
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("plan", help="metadata only: label space, image counts, bytes, shards, cost")
+    p.add_argument("--recipe", default="recipes/reference.yaml")
+    _add_source_flag(p)
+    p.set_defaults(func=cmd_plan)
+
+
+def _add_source_flag(p) -> None:
+    p.add_argument("--source", action="append", metavar="NAME=LOCATION",
+                   help="read this source from LOCATION instead of the recipe's (repeatable)")
+
+
+def add_runner_flags(group) -> None:
+    from unibed.dataplane.build.runner_options import RUNNERS, RunnerConfig
+
+    group.add_argument("--runner", choices=RUNNERS, default="local")
+    for name, field in RunnerConfig.model_fields.items():
+        if name == "use_public_ips":
+            group.add_argument("--no-public-ips", dest=name, action="store_false", default=None,
+                               help="dataflow: workers get private IPs only")
+        elif name == "labels":
+            group.add_argument("--label", dest=name, action="append", metavar="KEY=VALUE",
+                               help="dataflow: job label (repeatable)")
+        elif name != "runner":
+            group.add_argument("--" + name.replace("_", "-"), dest=name, help=field.description,
+                               type=int if int in getattr(field.annotation, "__args__", ()) else str)
+
+
+def runner_options(args) -> dict:
+    """The build's runner settings from its flags (only those given)."""
+    from unibed.dataplane.build.runner_options import RunnerConfig
+
+    options = {name: getattr(args, name) for name in RunnerConfig.model_fields
+               if name not in ("runner", "labels") and getattr(args, name, None) is not None}
+    labels = {}
+    for spec in getattr(args, "labels", None) or []:
+        key, sep, value = spec.partition("=")
+        if not sep:
+            raise SchemaError(f"--label takes KEY=VALUE, got {spec!r}")
+        labels[key] = value
+    return {**options, "labels": labels} if labels else options
+
+
+def parse_sources(specs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for spec in specs or []:
+        name, sep, location = spec.partition("=")
+        if not sep or not location:
+            raise SchemaError(f"--source takes NAME=LOCATION, got {spec!r}")
+        out[name] = location
+    return out
+
+
+def cmd_build(args) -> int:
+    from unibed.dataplane.build.accounting import accounting_rows, accounting_text
+    from unibed.dataplane.build.output import read_manifest
+    from unibed.flows.build_dataset import build_dataset_flow, check_parameters
+
+    runner, options = getattr(args, "runner", "local"), runner_options(args)
+    # the flow's own parameter check, before Prefect starts; the checked recipe is passed on
+    recipe, _ = check_parameters(args.recipe, args.output, parse_sources(args.source), runner, options)
+    start = time.perf_counter()
+    result = build_dataset_flow(recipe=recipe, runner=runner, runner_options=options)
+    print(f"\ndataset {result['status']} at {result['output']} ({time.perf_counter() - start:.0f}s): "
+          f"{result['num_classes']} classes, records " + ", ".join(f"{k}={v}" for k, v in result["records"].items()))
+    print(accounting_text(accounting_rows(read_manifest(result["output"]))))
+    print(f"manifest: {result['output']}/manifest.json; reports: " + ", ".join(
+        ["label_map.csv", *result["reports"].values()]))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from unibed.dataplane.build.launcher import plan_build
+    from unibed.dataplane.build.plan_report import describe_plan, format_plan
+    from unibed.dataplane.recipes import load_recipe
+
+    recipe = load_recipe(args.recipe).with_source_locations(parse_sources(args.source))
+    print(format_plan(describe_plan(plan_build(recipe))))
+    return 0

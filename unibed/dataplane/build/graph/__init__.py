@@ -1,0 +1,12 @@
+"""The build's Beam graph, one composite transform per stage (composed in
+unibed/dataplane/build/pipeline.py):
+
+    elements.py       what flows between the stages: Candidate, Meta
+    read.py           ReadAndPreprocess: units -> candidates, rejections, counts
+    resolve.py        ResolveKeys: one input per key; duplicate ids, missing images
+    dedup.py          Deduplicate: identical hashes, near duplicates, keep rule
+    splits.py         AssignSplits: the survivors' train/validation split, per class
+    examples.py       EncodeExamples: image x split -> serialized Example
+    write_shards.py   WriteShards: records -> train-*/validation-* shards
+    side_products.py  WriteSideProducts and their readers (JSON lines in the work folder)
+"""

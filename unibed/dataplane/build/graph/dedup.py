@@ -1,0 +1,223 @@
+"""Deduplicate: which images survive, and a Drop for each one that does not.
+
+Identical hashes first (a GroupByKey: every member of a group is a duplicate
+of its best image), then the near-duplicate search on the groups' best images
+only, then the keep rule over every image that has a near neighbour. Images
+of the recipe's exclusion sets take part (they win every tie, see keep_rule)
+but never survive: they are not the build's to write.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.pvalue import PCollection, TaggedOutput
+
+from unibed.dataplane import storage
+from unibed.dataplane.build.graph.elements import EXCLUSION, Meta, keyed
+from unibed.dataplane.dedup import keep_rule
+from unibed.dataplane.dedup.near_duplicates import NearDuplicatePairs
+from unibed.dataplane.images.preprocess import Rejected, preprocess
+from unibed.schemas.errors import SchemaError
+from unibed.schemas.recipe import DedupSpec, ImageSpec
+
+
+class Deduplicated(NamedTuple):
+    """Deduplicate's outputs."""
+
+    survivors: PCollection  # Meta: the images to write
+    drops: PCollection  # keep_rule.Drop: every image dropped, exclusion images' copies included
+
+
+class Deduplicate(beam.PTransform):
+    """Meta (one per key) -> Deduplicated."""
+
+    def __init__(self, dedup: DedupSpec, image: ImageSpec):
+        super().__init__()
+        self._dedup = dedup
+        self._image = image
+
+    def expand(self, metas):
+        exclusions = [m for loc in self._dedup.exclusion_sets for m in read_exclusion_set(loc, self._image)]
+        if exclusions:
+            excluded = metas.pipeline | "Exclusions" >> beam.Create(exclusions)
+            metas = (metas, excluded) | "WithExclusions" >> beam.Flatten()
+        drops = self._drops(metas)
+        by_key = metas | "MetaByKey" >> beam.Map(keyed)
+        dropped = drops | "DroppedKey" >> beam.Map(dropped_key)
+        survivors = (
+            {"meta": by_key, "dropped": dropped}
+            | "DropJoin" >> beam.CoGroupByKey()
+            | "Survivors" >> beam.FlatMap(survivors_of)
+        )
+        return Deduplicated(survivors, drops)
+
+    def _drops(self, metas):
+        """Identical hashes collapse onto their best image; the best images meet the
+        near-duplicate search; an identical copy follows its best image's fate."""
+        pipeline, threshold = metas.pipeline, self._dedup.near_hamming_threshold
+        if threshold is not None or self._dedup.exact:
+            groups = metas | "IdenticalHashes" >> CollapseIdenticalHashes(by_phash=threshold is not None)
+        else:
+            groups = IdenticalGroups(metas, pipeline | "NoCopies" >> beam.Create([]))
+        if threshold is not None:
+            best_drops = groups.representatives | "NearDuplicates" >> NearDuplicateDrops(threshold)
+        else:
+            best_drops = pipeline | "NoNearDuplicates" >> beam.Create([])
+        by_dropped = beam.pvalue.AsDict(best_drops | "DropByKey" >> beam.Map(keyed_drop))
+        copy_drops = groups.copies | "CopyDrops" >> beam.Map(drop_copy, representative_drops=by_dropped)
+        return (best_drops, copy_drops) | "AllDrops" >> beam.Flatten()
+
+
+def read_exclusion_set(location: str, spec: ImageSpec) -> list[Meta]:
+    """Hashes of the images no kept image may near-duplicate (never written).
+    Read by the launcher while it builds the graph."""
+    metas = []
+    for path, _ in storage.list_files(storage.join(location, "**")):
+        result = preprocess(storage.read_bytes(path), spec)
+        if isinstance(result, Rejected):
+            raise SchemaError(
+                f"exclusion image {path} cannot be used: {result.reason.value}: {result.detail}"
+            )
+        key = f"{EXCLUSION}/{path}"
+        metas.append(Meta(key, EXCLUSION, EXCLUSION, path, result.phash, result.sha256,
+                          keep_rule.preference(True, 0, -1, key)))
+    return metas
+
+
+def keyed_drop(drop: keep_rule.Drop) -> tuple:
+    return drop.dropped, drop
+
+
+def dropped_key(drop: keep_rule.Drop) -> tuple:
+    return drop.dropped, None
+
+
+def survivors_of(element) -> list[Meta]:
+    """A key nobody dropped survives, unless it is an exclusion image."""
+    _, grouped = element
+    if grouped["dropped"]:
+        return []
+    return [m for m in grouped["meta"] if m.source != EXCLUSION]
+
+
+# --- identical hashes -----------------------------------------------------------------
+
+
+class IdenticalCopy(NamedTuple):
+    """An image whose hash equals that of a better one, its group's representative."""
+
+    copy: Meta
+    representative: Meta
+    kind: str  # "exact" (same bytes) or the kind of the group's hash
+
+
+class IdenticalGroups(NamedTuple):
+    representatives: PCollection  # Meta: the best image of each hash
+    copies: PCollection  # IdenticalCopy: every other image
+
+
+class CollapseIdenticalHashes(beam.PTransform):
+    """Meta -> IdenticalGroups, grouped by pHash (for the near-duplicate search:
+    identical pHashes are near duplicates at distance 0) or else by sha256."""
+
+    def __init__(self, by_phash: bool):
+        super().__init__()
+        self._by_phash = by_phash
+
+    def expand(self, metas):
+        group_kind = "near" if self._by_phash else "exact"
+        groups = (
+            metas
+            | "KeyByHash" >> beam.Map(keyed_by_phash if self._by_phash else keyed_by_sha256)
+            | "SameHash" >> beam.GroupByKey()
+            | "Collapse" >> beam.FlatMap(collapse_identical, group_kind).with_outputs(
+                "copy", main="representative"
+            )
+        )
+        return IdenticalGroups(groups.representative, groups.copy)
+
+
+def keyed_by_phash(meta: Meta) -> tuple:
+    return meta.phash, meta
+
+
+def keyed_by_sha256(meta: Meta) -> tuple:
+    return meta.sha256, meta
+
+
+def collapse_identical(element, kind_of_group: str):
+    """Images with an identical hash are duplicates of the group's best image."""
+    _, metas = element
+    metas = sorted(metas, key=lambda m: m.preference)
+    best = metas[0]
+    yield best
+    for m in metas[1:]:
+        kind = "exact" if m.sha256 == best.sha256 else kind_of_group
+        yield TaggedOutput("copy", IdenticalCopy(m, best, kind))
+
+
+def drop_copy(copy: IdenticalCopy, representative_drops: dict) -> keep_rule.Drop:
+    """A copy follows its representative: if the representative was dropped,
+    the copy is a duplicate of what the representative lost to."""
+    image, best, kind = copy
+    lost_to = representative_drops.get(best.key)
+    if lost_to is None:
+        kept, distance, kept_label = best.key, 0, best.label
+    else:
+        kept, distance, kept_label, kind = lost_to.kept, lost_to.distance, lost_to.kept_label, lost_to.kind
+    if kept_label == EXCLUSION:
+        kind = EXCLUSION
+    conflicting = kept_label != image.label
+    return keep_rule.Drop(image.key, kept, distance, kind, conflicting, image.label, kept_label)
+
+
+# --- near duplicates -------------------------------------------------------------------
+
+
+class NearDuplicateDrops(beam.PTransform):
+    """Meta (distinct hashes) -> keep_rule.Drop, by the keep rule over every
+    image within `threshold` of another."""
+
+    def __init__(self, threshold: int):
+        super().__init__()
+        self._threshold = threshold
+
+    def expand(self, metas):
+        edges = (
+            metas
+            | "HashByKey" >> beam.Map(key_and_phash)
+            | "NearPairs" >> NearDuplicatePairs(self._threshold)
+            | "Edges" >> beam.FlatMap(both_directions)
+        )
+        return (
+            {"meta": metas | "MetaByKey" >> beam.Map(keyed), "pair": edges}
+            | "NodeJoin" >> beam.CoGroupByKey()
+            | "Involved" >> beam.Filter(has_neighbours)
+            | "Nodes" >> beam.Map(to_node)
+            | "AllNodes" >> beam.combiners.ToList()
+            | "KeepRule" >> beam.FlatMap(keep_rule.choose)
+        )
+
+
+def key_and_phash(meta: Meta) -> tuple:
+    return meta.key, meta.phash
+
+
+def both_directions(pair: tuple) -> list:
+    """(a, b, distance) -> each image's neighbour (other key, distance, kind)."""
+    key_a, key_b, distance = pair
+    return [(key_a, (key_b, distance, "near")), (key_b, (key_a, distance, "near"))]
+
+
+def has_neighbours(element) -> bool:
+    _, grouped = element
+    return len(grouped["pair"]) > 0
+
+
+def to_node(element) -> keep_rule.Node:
+    key, grouped = element
+    (meta,) = grouped["meta"]
+    neighbours = tuple(sorted(grouped["pair"]))
+    return keep_rule.Node(key, meta.preference, meta.label, neighbours)

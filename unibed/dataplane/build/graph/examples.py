@@ -1,0 +1,96 @@
+"""EncodeExamples: each image joined with its split becomes a serialized
+tf.train.Example (the first of the two shuffles image bytes cross)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import PCollection, TaggedOutput
+
+from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.records import codec as example_codec
+from unibed.schemas import features
+
+
+class ExampleInputs(NamedTuple):
+    candidates: PCollection  # Candidate: every image that decoded
+    splits: PCollection  # (key, split): the images to write
+    losing_inputs: PCollection  # (key, where): inputs that lost their key to another
+
+
+class Record(NamedTuple):
+    split: str
+    key: str  # source/image_id
+    example: bytes  # serialized tf.train.Example
+
+
+class Written(NamedTuple):
+    """What the counts need of a written record."""
+
+    split: str
+    source: str
+    label: int
+
+
+class Examples(NamedTuple):
+    records: PCollection  # Record
+    written: PCollection  # Written, one per record
+
+
+class EncodeExamples(beam.PTransform):
+    """ExampleInputs -> Examples."""
+
+    def expand(self, inputs: ExampleInputs):
+        losing = beam.pvalue.AsDict(inputs.losing_inputs | "LosingInput" >> beam.Map(as_present))
+        candidates = inputs.candidates | "CandidateByKey" >> beam.Map(keyed_candidate)
+        examples = (
+            {"candidate": candidates, "split": inputs.splits}
+            | "SplitJoin" >> beam.CoGroupByKey()
+            | "Encode" >> beam.ParDo(ToExample(), losing_inputs=losing).with_outputs(
+                "written", main="record"
+            )
+        )
+        return Examples(examples.record, examples.written)
+
+
+def keyed_candidate(candidate: Candidate) -> tuple:
+    return candidate.key, candidate
+
+
+def as_present(key_and_where: tuple) -> tuple:
+    return key_and_where, True
+
+
+class ToExample(beam.DoFn):
+    """Join an image with its split; emit a Record and (tagged 'written') what counts need."""
+
+    def __init__(self):
+        self._written = Metrics.counter("build", "records_written")
+
+    def process(self, element, losing_inputs: dict):
+        key, grouped = element
+        splits = list(grouped["split"])
+        if splits:  # no split: dropped as a duplicate, or an exclusion image
+            (candidate,) = [c for c in grouped["candidate"] if (key, c.where) not in losing_inputs]
+            self._written.inc()
+            yield TaggedOutput("written", Written(splits[0], candidate.source, candidate.label))
+            example = example_codec.encode_example(example_values(candidate))
+            yield Record(splits[0], candidate.key, example)
+
+
+def example_values(candidate: Candidate) -> dict:
+    return {
+        features.ENCODED: candidate.jpeg,
+        features.LABEL: candidate.label,
+        features.IMAGE_ID: candidate.key,
+        features.SOURCE: candidate.source,
+        features.SOURCE_LABEL: candidate.source_label,
+        features.HEIGHT: candidate.height,
+        features.WIDTH: candidate.width,
+        features.FORMAT: "jpeg",
+        features.CHANNELS: 3,
+        features.COLORSPACE: "RGB",
+        features.PHASH: features.phash_to_int64(candidate.phash),
+    }

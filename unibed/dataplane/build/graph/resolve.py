@@ -1,0 +1,76 @@
+"""ResolveKeys: one input per image key.
+
+Two inputs may share a key (the same image listed twice, or read from two
+places): the first by location wins and the others are DUPLICATE_ID. A key a
+listing promised that nobody read, and nobody rejected, is MISSING_IMAGE.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.pvalue import PCollection, TaggedOutput
+
+from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.build.graph.read import Read
+from unibed.schemas.source_record import Rejection, RejectReason
+
+
+class Resolved(NamedTuple):
+    """ResolveKeys' outputs."""
+
+    metas: PCollection  # Meta: one per key
+    rejected: PCollection  # Rejection: every rejection so far (read's and these)
+    losing_inputs: PCollection  # (key, where): the inputs a key's winner beat, never to be written
+
+
+class ResolveKeys(beam.PTransform):
+    """Read -> Resolved."""
+
+    def expand(self, read: Read):
+        resolved = (
+            {
+                "meta": read.candidates | "Meta" >> beam.Map(keyed_meta),
+                "wanted": read.wanted | "KeyWanted" >> beam.Map(key_only),
+                "seen": read.rejected | "SeenKey" >> beam.Map(rejected_key),
+            }
+            | "ByKey" >> beam.CoGroupByKey()
+            | "Resolve" >> beam.FlatMap(resolve_key).with_outputs(
+                "rejected", "losing_input", main="meta"
+            )
+        )
+        rejected = (read.rejected, resolved.rejected) | "AllRejected" >> beam.Flatten()
+        return Resolved(resolved.meta, rejected, resolved.losing_input)
+
+
+def keyed_meta(candidate: Candidate) -> tuple:
+    return candidate.key, candidate.meta()
+
+
+def key_only(key: str) -> tuple:
+    return key, None
+
+
+def rejected_key(rejection: Rejection) -> tuple:
+    return f"{rejection.source}/{rejection.image_id}", None
+
+
+def resolve_key(element):
+    """One input per key: the first by location wins, later ones are DUPLICATE_ID;
+    a wanted key nobody read is MISSING_IMAGE."""
+    key, grouped = element
+    source, _, image_id = key.partition("/")
+    metas = sorted(grouped["meta"], key=lambda m: m.where)
+    # no meta but rejected earlier: reported there already
+    if not metas and grouped["wanted"] and not grouped["seen"]:
+        detail = "listed in the metadata but no such image in the data"
+        missing = Rejection(source, image_id, RejectReason.MISSING_IMAGE, detail, source)
+        yield TaggedOutput("rejected", missing)
+    if metas:
+        yield metas[0]
+    for extra in metas[1:]:
+        detail = f"also read from {metas[0].where}, which wins"
+        duplicate = Rejection(source, image_id, RejectReason.DUPLICATE_ID, detail, extra.where)
+        yield TaggedOutput("rejected", duplicate)
+        yield TaggedOutput("losing_input", (key, extra.where))

@@ -1,0 +1,179 @@
+"""The pipeline's side products: JSON-lines files in the work folder that the
+launcher turns into reports and the manifest (unibed/dataplane/build/launcher.py).
+
+Each file's writer (a step of WriteSideProducts) and its reader (a function
+the launcher calls once the pipeline has run) live here together, so one
+module knows each format:
+
+    rejected.jsonl  read_rejections(work)   every Rejection of the pipeline
+    drops.jsonl     read_drops(work)        every keep_rule.Drop
+    shards.jsonl    read_shard_infos(work)  every shard written, by split
+    counts.jsonl    read_counts(work)       inputs, not selected, records per split
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam.pvalue import PCollection
+
+from unibed.dataplane import storage
+from unibed.dataplane.build.graph.examples import Written
+from unibed.dataplane.build.graph.write_shards import WrittenShard
+from unibed.dataplane.dedup import keep_rule
+from unibed.schemas.manifest import ShardInfo
+from unibed.schemas.source_record import Rejection
+
+REJECTED = "rejected.jsonl"
+DROPS = "drops.jsonl"
+SHARD_INFOS = "shards.jsonl"
+COUNTS = "counts.jsonl"
+INPUT, NOT_SELECTED = "input", "not_selected"  # count keys beside (split, source, label)
+
+
+class SideProducts(NamedTuple):
+    rejected: PCollection  # Rejection
+    drops: PCollection  # keep_rule.Drop
+    shards: PCollection  # WrittenShard
+    inputs: PCollection  # str: the source of each input accounted for
+    not_selected: PCollection  # str: the source of each image the recipe left out
+    written: PCollection  # examples.Written: one per record
+
+
+class WriteSideProducts(beam.PTransform):
+    """SideProducts -> one JSON-lines file each in `work` (returns the file names written)."""
+
+    def __init__(self, work: str):
+        super().__init__()
+        self._work = work
+
+    def expand(self, products: SideProducts):
+        count_keys = (
+            products.written | "WrittenKey" >> beam.Map(written_count_key),
+            products.inputs | "InputKey" >> beam.Map(count_key, INPUT),
+            products.not_selected | "NotSelectedKey" >> beam.Map(count_key, NOT_SELECTED),
+        )
+        counts = (
+            count_keys
+            | "AllCounts" >> beam.Flatten()
+            | "Count" >> beam.combiners.Count.PerElement()
+        )
+        work = self._work
+        return {
+            REJECTED: products.rejected | "Rejected" >> _WriteJsonLines(work, REJECTED, rejection_line),
+            DROPS: products.drops | "Drops" >> _WriteJsonLines(work, DROPS, drop_line),
+            SHARD_INFOS: products.shards | "ShardInfos" >> _WriteJsonLines(work, SHARD_INFOS, shard_line),
+            COUNTS: counts | "Counts" >> _WriteJsonLines(work, COUNTS, count_line),
+        }
+
+
+class _WriteJsonLines(beam.PTransform):
+    """element -> one line, `to_line(element)`, of the single file `work`/`name`."""
+
+    def __init__(self, work: str, name: str, to_line):
+        super().__init__()
+        self._path = _path(work, name)
+        self._to_line = to_line
+
+    def expand(self, elements):
+        return (
+            elements
+            | "ToJson" >> beam.Map(self._to_line)
+            | "Write" >> beam.io.WriteToText(self._path, shard_name_template="", num_shards=1)
+        )
+
+
+def _path(work: str, name: str) -> str:
+    return f"{work}/{name}"
+
+
+def _read_lines(work: str, name: str) -> list:
+    path = _path(work, name)
+    if not storage.exists(path):
+        return []
+    return [json.loads(line) for line in storage.read_text(path).splitlines() if line]
+
+
+# --- rejections ---------------------------------------------------------------------------
+
+
+def rejection_line(rejection: Rejection) -> str:
+    r = rejection
+    return json.dumps([r.source, r.image_id, r.reason.value, r.detail, r.where])
+
+
+def read_rejections(work: str) -> list[Rejection]:
+    return [Rejection(*row) for row in _read_lines(work, REJECTED)]
+
+
+# --- drops --------------------------------------------------------------------------------
+
+
+def drop_line(drop: keep_rule.Drop) -> str:
+    return json.dumps(asdict(drop))
+
+
+def read_drops(work: str) -> list[keep_rule.Drop]:
+    return [keep_rule.Drop(**row) for row in _read_lines(work, DROPS)]
+
+
+# --- shard infos --------------------------------------------------------------------------
+
+
+def shard_line(shard: WrittenShard) -> str:
+    return json.dumps({"split": shard.split, **shard.info.model_dump(mode="json")})
+
+
+def read_shard_infos(work: str) -> dict[str, list[ShardInfo]]:
+    """split -> its shards, in the file's order."""
+    splits: dict[str, list[ShardInfo]] = defaultdict(list)
+    for row in _read_lines(work, SHARD_INFOS):
+        split = row.pop("split")
+        splits[split].append(ShardInfo(**row))
+    return splits
+
+
+# --- counts -------------------------------------------------------------------------------
+
+
+def written_count_key(written: Written) -> str:
+    return json.dumps([written.split, written.source, written.label])
+
+
+def count_key(source: str, kind: str) -> str:
+    return json.dumps([kind, source])
+
+
+def count_line(key_and_count: tuple) -> str:
+    key, n = key_and_count
+    return json.dumps([json.loads(key), n])
+
+
+@dataclass
+class Counts:
+    """counts.jsonl read back."""
+
+    # source -> inputs the pipeline accounted for / images the recipe left out
+    inputs: Counter = field(default_factory=Counter)
+    not_selected: Counter = field(default_factory=Counter)
+    # split -> source -> records written / split -> unified label (int) -> records written
+    per_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    per_class: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+
+
+def read_counts(work: str) -> Counts:
+    counts = Counts()
+    for key, n in _read_lines(work, COUNTS):
+        if key[0] == INPUT:
+            counts.inputs[key[1]] += n
+        elif key[0] == NOT_SELECTED:
+            counts.not_selected[key[1]] += n
+        else:
+            split, source, label = key
+            counts.per_source[split][source] += n
+            counts.per_class[split][label] += n
+    return counts

@@ -1,0 +1,80 @@
+"""WriteShards: records -> train-*/validation-* shards (the second shuffle of
+image bytes). Each split's shard count comes from its total size; a record's
+shard and its place in it from its shuffle key (unibed/dataplane/build/shards.py)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import apache_beam as beam
+
+from unibed.dataplane.build import shards
+from unibed.dataplane.build.graph.examples import Record
+from unibed.schemas.manifest import ShardInfo
+from unibed.schemas.recipe import ShardSpec
+
+
+class WrittenShard(NamedTuple):
+    split: str
+    info: ShardInfo
+
+
+class WriteShards(beam.PTransform):
+    """Record -> WrittenShard, one per shard of each split."""
+
+    def __init__(self, output: str, spec: ShardSpec, salt: str):
+        super().__init__()
+        self._output = output
+        self._spec = spec
+        self._salt = salt
+
+    def expand(self, records):
+        shard_counts = (
+            records
+            | "SplitSize" >> beam.Map(split_and_size)
+            | "SumSizes" >> beam.CombinePerKey(beam.combiners.TupleCombineFn(sum, sum))
+            | "ShardCount" >> beam.Map(shard_count, self._spec)
+        )
+        # every shard index gets a write, even one the hash left empty
+        every_shard = shard_counts | "EveryShard" >> beam.FlatMap(every_shard_of)
+        placed = records | "AssignShard" >> beam.Map(
+            place_in_shard, self._salt, counts=beam.pvalue.AsDict(shard_counts)
+        )
+        return (
+            (placed, every_shard)
+            | "WithEmpty" >> beam.Flatten()
+            | "Shards" >> beam.GroupByKey()
+            | "Write" >> beam.ParDo(WriteShard(self._output), counts=beam.pvalue.AsDict(shard_counts))
+        )
+
+
+def split_and_size(record: Record) -> tuple:
+    """(split, (bytes, records)), to be summed per split."""
+    return record.split, (len(record.example), 1)
+
+
+def shard_count(split_total: tuple, spec: ShardSpec) -> tuple:
+    split, (total_bytes, num_records) = split_total
+    return split, shards.num_shards(total_bytes, num_records, spec)
+
+
+def every_shard_of(split_count: tuple) -> list:
+    """((split, index), None) for every shard of the split."""
+    split, count = split_count
+    return [((split, index), None) for index in range(count)]
+
+
+def place_in_shard(record: Record, salt: str, counts: dict) -> tuple:
+    """((split, shard index), (shuffle key, example)): the shard writes in shuffle-key order."""
+    index = shards.shard_index(record.key, salt, counts[record.split])
+    return (record.split, index), (shards.shuffle_key(record.key, salt), record.example)
+
+
+class WriteShard(beam.DoFn):
+    def __init__(self, output: str):
+        self._output = output
+
+    def process(self, element, counts: dict):
+        (split, index), records = element
+        records = [r for r in records if r is not None]  # None: the placeholder of an empty shard
+        yield WrittenShard(split, shards.write_shard(self._output, split, index, counts[split], records))
