@@ -110,3 +110,22 @@ def test_cli_build_rejects_bad_runner_flags_before_starting_anything(capsys, tmp
     assert "workers cannot read launcher-local paths" in capsys.readouterr().err
     assert main(["build", "--no-public-ips"]) == 2
     assert "use_public_ips: only for runner 'dataflow'" in capsys.readouterr().err
+
+
+def test_every_runner_setting_is_a_build_flag_and_round_trips():
+    from unibed.cli.build import runner_options
+    from unibed.cli.main import build_parser
+    from unibed.dataplane.build.runner_options import RunnerConfig
+
+    argv = ["build", "--runner", "dataflow"]
+    for name, value in DATAFLOW.items():
+        if name == "use_public_ips":
+            argv.append("--no-public-ips")
+        elif name == "labels":
+            argv += [x for k, v in value.items() for x in ("--label", f"{k}={v}")]
+        else:
+            argv += ["--" + name.replace("_", "-"), str(value)]
+    args = build_parser().parse_args(argv)
+    assert runner_config(runner=args.runner, **runner_options(args)) == runner_config(**DATAFLOW)
+    # one list: a setting added to RunnerConfig gets its flag without touching the CLI
+    assert set(RunnerConfig.model_fields) - {"runner"} <= set(vars(args))

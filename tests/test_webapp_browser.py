@@ -238,6 +238,11 @@ def test_rejects_and_summary_pages(server, browser, sample_build):
     assert browser.find_element(By.ID, "num-classes").text == str(sample_build.manifest.num_classes)
     class_rows = browser.find_elements(By.CSS_SELECTOR, "#classes tr")
     assert len(class_rows) == sample_build.manifest.num_classes + 1
+    accounting = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#accounting tr")[1:]]
+    manifest = sample_build.manifest
+    assert sorted(accounting) == sorted(
+        f"{s} {manifest.label_ranges[s][0]}-{manifest.label_ranges[s][1]} {a.inputs} {a.written} {a.duplicates} "
+        f"{a.rejected} {a.not_selected}" for s, a in manifest.accounting.items())
     with open(os.path.join(sample_build.output, "rejects.csv")) as f:
         rejects = list(csv.DictReader(f))
     browser.get(base + "/rejects")

@@ -144,7 +144,7 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     from unibed.retrieval.errors import RigError
-    from unibed.retrieval.webapp import create_app
+    from unibed.retrieval.web import create_app
 
     try:
         searcher = _searcher(args)

@@ -8,12 +8,10 @@
     search.py    the three together: a Searcher answering queries
     report.py    the HTML report and the PNG contact sheet of `unibed search`
     dataset_pages.py  what the web pages show of a build: duplicates, rejects, summary
-    webapp.py    the FastAPI app of `unibed serve`, put together from:
-      web_site.py          what every page shares (gallery facts, picks, templates)
-      web_search.py        routes /, /search (upload or pick)
-      web_thumbs.py        route /thumb/{id}
-      web_dataset.py       routes /duplicates, /rejects, /summary
-      web_upload_limit.py  the upload-size middleware (413)
+    web/         the FastAPI app of `unibed serve`: app.py puts it together from
+                 site.py (what every page shares), search.py (/, /search), thumbs.py
+                 (/thumb/{id}), dataset.py (/duplicates, /rejects, /summary),
+                 upload_limit.py (the upload-size middleware, 413); templates/
 
 The two subcommands (`unibed search`, `unibed serve`) live in unibed/cli/search.py.
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from unibed.dataplane import storage
+from unibed.dataplane.build.accounting import COLUMNS, accounting_rows
 from unibed.dataplane.build.reports import read_duplicates_report
 from unibed.dataplane.sources import find_images, open_index
 from unibed.retrieval.images import decode_untrusted, thumbnail_jpeg
@@ -123,6 +124,6 @@ def summary(manifest: Manifest, label_names: list[str]) -> dict:
         "label_ranges": manifest.label_ranges, "splits": {s: i.num_records for s, i in manifest.splits.items()},
         "num_shards": {s: len(i.shards) for s, i in manifest.splits.items()},
         "records_per_source": manifest.records_per_source,
-        "accounting": {s: a.model_dump() for s, a in manifest.accounting.items()},
+        "accounting": accounting_rows(manifest), "accounting_columns": COLUMNS,
         "per_class": per_class,
     }

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 
 from unibed.retrieval.images import thumbnail_jpeg
 from unibed.retrieval.search import QueryResult
-from unibed.retrieval.web_site import Site
+from unibed.retrieval.web.site import Site
 
 
 def add_search_routes(app: FastAPI, site: Site, top_k: int) -> None:

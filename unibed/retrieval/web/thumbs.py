@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from unibed.retrieval.images import thumbnail_jpeg
-from unibed.retrieval.web_site import Site
+from unibed.retrieval.web.site import Site
 
 _CACHED = {"Cache-Control": "max-age=3600"}
 

@@ -16,8 +16,8 @@ the header before decoding, 400), and every bad upload is answered with the
 search page carrying the reason; the server keeps serving.
 
 This module only puts the app together: the routes live in one module per
-group (web_search, web_thumbs, web_dataset), what they share in web_site,
-the size guard in web_upload_limit.
+group (search, thumbs, dataset), what they share in site,
+the size guard in upload_limit.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from unibed.retrieval.search import Searcher
-from unibed.retrieval.web_dataset import add_dataset_routes
-from unibed.retrieval.web_search import add_search_routes
-from unibed.retrieval.web_site import Site
-from unibed.retrieval.web_thumbs import add_thumbnail_route
-from unibed.retrieval.web_upload_limit import UploadLimit
+from unibed.retrieval.web.dataset import add_dataset_routes
+from unibed.retrieval.web.search import add_search_routes
+from unibed.retrieval.web.site import Site
+from unibed.retrieval.web.thumbs import add_thumbnail_route
+from unibed.retrieval.web.upload_limit import UploadLimit
 
 
 def create_app(searcher: Searcher, *, top_k: int = 10, max_upload_bytes: int = 20 << 20,

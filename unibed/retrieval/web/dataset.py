@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from unibed.retrieval import dataset_pages
-from unibed.retrieval.web_site import Site
+from unibed.retrieval.web.site import Site
 
 
 def add_dataset_routes(app: FastAPI, site: Site) -> None:
