@@ -1,7 +1,7 @@
 """Run `gcp-storage-emulator` with upload preconditions (test-only).
 
 The emulator (2026.7.19) ignores `ifGenerationMatch` on uploads, so a
-create-if-absent upload (`if_generation_match=0`, what unibed/storage uses for
+create-if-absent upload (`if_generation_match=0`, what unibed/dataplane/storage.py uses for
 the build lock) would silently overwrite. Real GCS answers 412 Precondition
 Failed when the object exists; this wrapper adds exactly that check to the
 emulator's insert handler and then runs the emulator's own CLI. The server is

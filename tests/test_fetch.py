@@ -21,6 +21,7 @@ from unibed.dataplane.fetch import (
     fetch_items,
     plan_from_base,
     plan_gldv2,
+    plan_sources,
 )
 from unibed.dataplane.fetch.retry import parse_retry_after
 from unibed.dataplane.sources import iter_source, open_index
@@ -254,6 +255,16 @@ def test_bad_plans_are_refused_clearly():
         FetchItem("http://x/a", "../a")
     with pytest.raises(ValueError, match="within 0..999"):
         plan_gldv2(tars=0)
+    with pytest.raises(ValueError, match="md5 can be given for products10k and imagenet only"):
+        plan_sources(md5={"gldv2": {"train.csv": "0" * 32}})
+    with pytest.raises(ValueError, match="nothing to fetch"):
+        plan_sources(gldv2=None)
+
+
+def test_sources_are_planned_when_their_base_is_given(sample_root):
+    plans = plan_sources(gldv2=None, imagenet=f"{sample_root}/imagenet", imagenet_files=["*.txt"])
+    assert list(plans) == ["imagenet"] and [i.name for i in plans["imagenet"]] == ["LOC_synset_mapping.txt"]
+    assert sorted(plan_sources(gldv2_tars=2, products10k="/data")) == ["gldv2", "products10k"]
 
 
 def test_gldv2_plan_uses_the_published_urls():

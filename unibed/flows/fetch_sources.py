@@ -23,8 +23,7 @@ from unibed.dataplane.fetch import (
     RetryPolicy,
     Snapshot,
     fetch_items,
-    plan_from_base,
-    plan_gldv2,
+    plan_sources,
 )
 
 
@@ -61,20 +60,8 @@ def fetch_sources_flow(
     """Stage each source under `<staging>/<source>` (local or gs://). A source is
     fetched when its URL is set (gldv2 by default, from the public bucket);
     `md5` = {source: {file name: md5 hex}} for files whose checksum the user knows."""
-    md5 = md5 or {}
-    unknown = set(md5) - {"products10k", "imagenet"}
-    if unknown:
-        raise ValueError(f"md5 can be given for products10k and imagenet only, not {sorted(unknown)}")
-    plans: dict[str, list[FetchItem]] = {}
-    if gldv2_url:
-        plans["gldv2"] = plan_gldv2(gldv2_url, gldv2_tars, gldv2_attribution)
-    if products10k_url:
-        plans["products10k"] = plan_from_base("products10k", products10k_url, products10k_files,
-                                              md5.get("products10k"))
-    if imagenet_url:
-        plans["imagenet"] = plan_from_base("imagenet", imagenet_url, imagenet_files, md5.get("imagenet"))
-    if not plans:
-        raise ValueError("nothing to fetch: give gldv2_url, products10k_url or imagenet_url")
+    plans = plan_sources(gldv2_url, gldv2_tars, gldv2_attribution, products10k_url, products10k_files,
+                         imagenet_url, imagenet_files, md5)
     options = FetchOptions(workers=workers, part_size=max(1, int(part_size_mb * (1 << 20))),
                            retry=RetryPolicy(retries=retries), progress_every=progress_every)
     futures = {source: fetch_source.submit(source, items, storage.join(staging, source), options)

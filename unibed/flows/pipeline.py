@@ -21,21 +21,18 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 
 from unibed.dataplane import storage
+from unibed.dataplane.build.output import MANIFEST, read_manifest
 from unibed.flows.build_dataset import build_dataset_flow
 from unibed.flows.build_dataset import check_parameters as check_build_parameters
 from unibed.flows.fetch_sources import fetch_sources_flow
 from unibed.flows.stages import ParameterError
 from unibed.flows.train import PRESETS, read_metrics, train_flow
-from unibed.schemas.manifest import Manifest
 
 FLOW = "unibed-pipeline"
 
 
 def build_complete(output: str, recipe_digest: str) -> bool:
-    path = storage.join(output, "manifest.json")
-    if not storage.exists(path):
-        return False
-    return Manifest.from_json(storage.read_text(path)).recipe_digest == recipe_digest
+    return storage.exists(storage.join(output, MANIFEST)) and read_manifest(output).recipe_digest == recipe_digest
 
 
 def train_complete(workdir: str) -> bool:
@@ -75,8 +72,8 @@ def pipeline_flow(
         logger.info("stage build: skipped, %s already holds recipe %s", spec.output, spec.name)
         done["build"] = "skipped"
     else:
-        done["build"] = build_dataset_flow(recipe=recipe, output=output, sources=sources, runner=runner,
-                                           runner_options=runner_options, force_unlock=force_unlock)
+        done["build"] = build_dataset_flow(recipe=spec, runner=runner, runner_options=runner_options,
+                                           force_unlock=force_unlock)
     if train_complete(workdir):
         logger.info("stage train: skipped, %s holds an export and metrics.json", workdir)
         metrics = read_metrics(workdir)

@@ -4,6 +4,7 @@ whose accounting proves every input is written, a duplicate or rejected."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
@@ -24,10 +25,11 @@ from unibed.schemas.source_record import Rejection
 if TYPE_CHECKING:
     from unibed.dataplane.build.launcher import BuildPlan
 
+_LOG = logging.getLogger(__name__)
 REPORTS = {"duplicates": "duplicates.csv", "rejects": "rejects.csv"}
 
 
-def assemble(plan: BuildPlan, warn: Callable[[str], None] = print) -> Manifest:
+def assemble(plan: BuildPlan, warn: Callable[[str], None] = _LOG.warning) -> Manifest:
     """Reports and the manifest, with the duplicate-groups sheet listed when it could be drawn."""
     manifest = assemble_manifest(plan)
     where = plan.recipe.output

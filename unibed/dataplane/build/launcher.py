@@ -15,6 +15,7 @@ a judge of lock holders this host cannot see, and where messages go.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,23 +55,23 @@ class BuildResult:
     counters: dict[str, int] = field(default_factory=dict)
 
 
+_LOG = logging.getLogger(__name__)
+
+
 def _run_directly(name: str, step: Callable[..., Any], *args: Any) -> Any:
     return step(*args)
 
 
-def _ignore(message: str) -> None:
-    pass
-
-
 @dataclass(frozen=True)
 class BuildHooks:
-    """What an orchestrator adds around the sequence (defaults: nothing)."""
+    """What an orchestrator adds around the sequence (defaults: each stage run
+    directly, messages to Python logging)."""
 
     run_stage: Callable[..., Any] = _run_directly  # (stage name, step, *args) -> step(*args)
     holder_gone: Callable[[str], str | None] = lambda holder: None  # why a lock holder is over
     force_unlock: bool = False  # break any lock (the user knows no build is writing)
-    log: Callable[[str], None] = _ignore
-    warn: Callable[[str], None] = _ignore
+    log: Callable[[str], None] = _LOG.info
+    warn: Callable[[str], None] = _LOG.warning
 
 
 Runner = RunnerConfig | PipelineOptions | None
@@ -107,7 +108,7 @@ def _beam_stage(plan: BuildPlan, runner: Runner, todo: str, hooks: BuildHooks) -
     return hooks.run_stage("beam-build", run_beam_stage, plan, runner, hooks.log)
 
 
-def plan_build(recipe: Recipe, log: Callable[[str], None] = _ignore) -> BuildPlan:
+def plan_build(recipe: Recipe, log: Callable[[str], None] = _LOG.info) -> BuildPlan:
     """Everything decided from metadata, before any image is read."""
     indexes = {s.name: open_index(s.name, s.location, s.layout) for s in recipe.sources}
     selections, label_map = select(recipe, indexes)
@@ -124,7 +125,7 @@ def recipe_locations(recipe: Recipe) -> dict[str, str]:
     return {**{f"source {s.name}": s.location for s in recipe.sources}, "output": recipe.output}
 
 
-def run_beam_stage(plan: BuildPlan, runner: Runner = None, log: Callable[[str], None] = _ignore) -> dict[str, int]:
+def run_beam_stage(plan: BuildPlan, runner: Runner = None, log: Callable[[str], None] = _LOG.info) -> dict[str, int]:
     """The Beam stage as a unit that may be retried: it starts from an output
     holding nothing of an earlier attempt (the lock stays)."""
     output.discard_partial(plan.recipe.output)

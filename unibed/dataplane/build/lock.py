@@ -10,6 +10,7 @@ when the orchestrator can tell its run is over (a callback) or when asked
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from unibed.dataplane import storage
 
+_LOG = logging.getLogger(__name__)
 LOCK = "_BUILDING"
 
 
@@ -110,7 +112,7 @@ def locked_error(output_dir: str, holder: str) -> OutputLockedError:
 
 
 def acquire(output_dir: str, run_id: str, holder_gone: Callable[[str], str | None] = lambda holder: None,
-            force: bool = False, warn: Callable[[str], None] = print) -> None:
+            force: bool = False, warn: Callable[[str], None] = _LOG.warning) -> None:
     """Take the output's lock, breaking it only when its owner is provably gone
     (its process on this host exited, or `holder_gone` says why) or `force`."""
     try:

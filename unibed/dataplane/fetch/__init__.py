@@ -13,7 +13,13 @@ files' layout in workspace.py; the Prefect flow is unibed/flows/fetch_sources.py
 
 from unibed.dataplane.fetch.errors import CorruptFileError, FetchError, FetchFailed
 from unibed.dataplane.fetch.options import FetchOptions
-from unibed.dataplane.fetch.plan import GLDV2_URL, FetchItem, plan_from_base, plan_gldv2
+from unibed.dataplane.fetch.plan import (
+    GLDV2_URL,
+    FetchItem,
+    plan_from_base,
+    plan_gldv2,
+    plan_sources,
+)
 from unibed.dataplane.fetch.progress import Snapshot
 from unibed.dataplane.fetch.retry import RetryPolicy
 from unibed.dataplane.fetch.runner import FetchSummary, fetch_items
@@ -21,4 +27,5 @@ from unibed.dataplane.fetch.runner import FetchSummary, fetch_items
 __all__ = [
     "GLDV2_URL", "CorruptFileError", "FetchError", "FetchFailed", "FetchItem", "FetchOptions",
     "FetchSummary", "RetryPolicy", "Snapshot", "fetch_items", "plan_from_base", "plan_gldv2",
+    "plan_sources",
 ]

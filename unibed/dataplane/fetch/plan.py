@@ -100,6 +100,28 @@ def plan_from_base(source: str, base: str, files: list[str] | None = None,
     return [FetchItem(join_url(base, name), name, md5=md5.get(name)) for name in names]
 
 
+def plan_sources(gldv2: str | None = GLDV2_URL, gldv2_tars: int = GLDV2_TARS, gldv2_attribution: bool = False,
+                 products10k: str | None = None, products10k_files: list[str] | None = None,
+                 imagenet: str | None = None, imagenet_files: list[str] | None = None,
+                 md5: dict[str, dict[str, str]] | None = None) -> dict[str, list[FetchItem]]:
+    """What to fetch, per source: a source is fetched when its base is given.
+    `md5` = {source: {file name: md5 hex}}, for the sources without published lists."""
+    md5 = md5 or {}
+    unknown = set(md5) - {"products10k", "imagenet"}
+    if unknown:
+        raise ValueError(f"md5 can be given for products10k and imagenet only, not {sorted(unknown)}")
+    plans: dict[str, list[FetchItem]] = {}
+    if gldv2:
+        plans["gldv2"] = plan_gldv2(gldv2, gldv2_tars, gldv2_attribution)
+    for source, base, files in (("products10k", products10k, products10k_files),
+                                ("imagenet", imagenet, imagenet_files)):
+        if base:
+            plans[source] = plan_from_base(source, base, files, md5.get(source))
+    if not plans:
+        raise ValueError("nothing to fetch: give gldv2_url, products10k_url or imagenet_url")
+    return plans
+
+
 def join_url(base: str, name: str) -> str:
     if base.startswith(("http://", "https://")):
         return f"{base.rstrip('/')}/{name}"
