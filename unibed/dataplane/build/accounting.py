@@ -11,10 +11,10 @@ _TEXT_HEADINGS = {"duplicates": "dups", "not_selected": "not sel."}
 
 
 def accounting_rows(manifest: Manifest) -> list[dict]:
-    """One row per source, in recipe order."""
+    """One row per source, in label-id (= recipe) order."""
     rows = []
-    for source, acc in manifest.accounting.items():
-        first, last = manifest.label_ranges[source]
+    for source in sorted(manifest.accounting, key=lambda s: manifest.label_ranges[s][0]):
+        acc, (first, last) = manifest.accounting[source], manifest.label_ranges[source]
         rows.append({"source": source, "ids": f"{first}-{last}", "first_id": first, "last_id": last,
                      "inputs": acc.inputs, "written": acc.written, "duplicates": acc.duplicates,
                      "rejected": acc.rejected, "not_selected": acc.not_selected,
