@@ -125,13 +125,14 @@ def test_a_second_build_into_a_locked_gs_output_is_refused_then_a_partial_one_is
     assert not any(n.startswith("_work/") for n in names)
 
 
-def test_the_cli_reruns_a_gs_output_through_the_flow(gcs_build, gcs_sample):
+def test_the_cli_reruns_a_gs_output_through_the_flow(gcs_build, gcs_sample, prefect_api):
     """`unibed build --output gs://... --source NAME=gs://...` in a real process
-    (Prefect's temporary server, the emulator's env inherited): a no-op that says so."""
+    (the session's Prefect server, the emulator's env inherited): a no-op that says so."""
     sources = [arg for s in ("imagenet", "products10k", "gldv2") for arg in ("--source", f"{s}={gcs_sample}/{s}")]
     done = subprocess.run(
         [sys.executable, "-m", "unibed.cli", "build", "--output", gcs_build.output, *sources],
-        check=False, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        check=False, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.getcwd(), "PREFECT_API_URL": prefect_api},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"dataset complete at {gcs_build.output}" in done.stdout
