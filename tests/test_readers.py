@@ -10,12 +10,8 @@ import pytest
 from PIL import Image
 
 from unibed.dataplane.sources import imagenet, iter_source, open_index, read_location
-from unibed.dataplane.sources.common import (
-    Md5Reader,
-    iter_csv,
-    iter_tar_members,
-    unsafe_member_reason,
-)
+from unibed.dataplane.sources.archives import iter_tar_members, unsafe_member_reason
+from unibed.dataplane.sources.common import Md5Reader, iter_csv
 from unibed.schemas.errors import SourceLayoutError
 from unibed.schemas.source_record import LocationKind, Rejection, RejectReason, SourceImage
 

@@ -105,6 +105,11 @@ class ImageSpec(_Strict):
     jpeg_quality: int = Field(default=90, ge=50, le=100)  # of re-encoded images, not as-is JPEGs
     min_side: int = Field(default=32, ge=1)  # smaller inputs are rejected
     max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's bomb limit; larger is rejected
+    # An input file or archive member larger than this is rejected (too_large) unread:
+    # checked from the file size or member header before reading and while inflating
+    # a zip member, so one member cannot take a worker's memory. 64 MiB is far above
+    # any photo of the three sources yet keeps a worker's peak well under 1 GB.
+    max_input_bytes: int = Field(default=64 * 1024 * 1024, ge=1, strict=True)
 
 
 class ShardSpec(_Strict):

@@ -89,7 +89,11 @@ class RejectReason(str, Enum):
     MISSING_IMAGE = "missing_image"  # listed by the metadata, bytes absent
     UNLABELLED_IMAGE = "unlabelled_image"  # bytes present, metadata does not list it
     UNSAFE_MEMBER_PATH = "unsafe_member_path"  # absolute or '..' archive member
-    MALFORMED_NAME = "malformed_name"  # file name does not follow the layout's scheme
+    MALFORMED_NAME = "malformed_name"  # file name does not follow the layout's scheme, or is not UTF-8
+    # the archive itself is damaged (a bad header, truncated, no end marker): the
+    # detail names the byte offset; the bytes there could not be read as members
+    DAMAGED_ARCHIVE = "damaged_archive"
+    TOO_LARGE = "too_large"  # more bytes than the recipe's image.max_input_bytes
     # image content (build)
     EMPTY_FILE = "empty_file"
     NOT_AN_IMAGE = "not_an_image"

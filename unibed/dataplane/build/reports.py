@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from unibed.dataplane import storage
+from unibed.dataplane.sources.archives import escaped
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.source_record import Rejection
 
@@ -58,7 +59,12 @@ def read_duplicates_report(text: str) -> dict[str, list[DuplicateRow]]:
 
 
 def write_rejects_report(path: str, rejections: Iterable[Rejection]) -> None:
-    rows = sorted((r.source, r.image_id, r.reason.value, r.detail, r.where) for r in rejections)
+    # readers escape names that are not UTF-8; escaping again here means one
+    # that slipped through is shown as \xe9 rather than failing the whole report
+    rows = sorted(
+        tuple(map(escaped, (r.source, r.image_id, r.reason.value, r.detail, r.where)))
+        for r in rejections
+    )
     _write_csv(path, REJECTS_HEADER, rows)
 
 

@@ -2,22 +2,22 @@
 
     index = open_index("gldv2", "gs://bucket/gldv2")
     for item in iter_source(index): ...          # locally, every unit in order
-    read_unit(unit, index)                       # one unit, e.g. inside a Beam DoFn
+    read_unit(unit, index, max_input_bytes)      # one unit, e.g. inside a Beam DoFn
 
 Each reader module has LAYOUTS, open_index(root, layout=None) and
-read_unit(unit, index); see unibed/dataplane/sources/base.py for the contract and
+read_unit(unit, index, max_input_bytes); see unibed/dataplane/sources/base.py for the contract and
 docs/layouts.md for the layouts and the bad-metadata policy.
 """
 
 from __future__ import annotations
 
 import time
-import zipfile
 from collections.abc import Iterator
 
 from unibed.dataplane import storage
 from unibed.dataplane.sources import base, gldv2, imagenet, products10k
-from unibed.dataplane.sources.base import ReadItem, ReadUnit, SourceIndex
+from unibed.dataplane.sources.archives import open_zip
+from unibed.dataplane.sources.base import DEFAULT_MAX_INPUT_BYTES, ReadItem, ReadUnit, SourceIndex
 from unibed.schemas.source_record import Location, LocationKind, SourceImage
 
 READERS = {"imagenet": imagenet, "products10k": products10k, "gldv2": gldv2}
@@ -34,13 +34,17 @@ def open_index(source: str, root: str, layout: str | None = None) -> SourceIndex
     return _reader(source).open_index(root, layout)
 
 
-def read_unit(unit: ReadUnit, index: SourceIndex) -> Iterator[ReadItem]:
-    return _reader(unit.source).read_unit(unit, index)
+def read_unit(
+    unit: ReadUnit, index: SourceIndex, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Iterator[ReadItem]:
+    return _reader(unit.source).read_unit(unit, index, max_input_bytes)
 
 
-def iter_source(index: SourceIndex) -> Iterator[ReadItem]:
+def iter_source(
+    index: SourceIndex, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Iterator[ReadItem]:
     """Every input of the source, accounted for (see base.iter_source)."""
-    return base.iter_source(index, _reader(index.source).read_unit)
+    return base.iter_source(index, _reader(index.source).read_unit, max_input_bytes)
 
 
 def find_images(index: SourceIndex, keys: set[str], deadline: float | None = None) -> Iterator[SourceImage]:
@@ -63,5 +67,7 @@ def read_location(location: Location) -> bytes:
         return storage.read_bytes(location.uri)
     if location.kind is LocationKind.TAR_MEMBER:
         return storage.read_range(location.uri, location.offset, location.size)
-    with storage.open_read(location.uri) as raw, zipfile.ZipFile(raw) as archive:
-        return archive.read(location.members[0])
+    with storage.open_read(location.uri) as raw:
+        archive, _ = open_zip(raw, location.uri)
+        with archive:
+            return archive.read(location.members[0])

@@ -6,8 +6,9 @@ A reader works in two steps, like a TFDS builder's split generators:
    headers) and returns a SourceIndex: the classes, the images the metadata
    lists, metadata-level rejections, and a list of small picklable ReadUnits
    (one archive, one inner tar, one batch of files).
-2. `read_unit(unit, index)` streams one unit and yields SourceImage (record +
-   raw bytes) or Rejection items. Units are independent, so a Beam pipeline
+2. `read_unit(unit, index, max_input_bytes)` streams one unit and yields
+   SourceImage (record + raw bytes) or Rejection items; nothing larger than
+   max_input_bytes is read into memory. Units are independent, so a Beam pipeline
    fans them out across workers; `iter_source` runs them in order locally.
 """
 
@@ -16,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from unibed.schemas.recipe import ImageSpec
 from unibed.schemas.source_record import Rejection, RejectReason, SourceImage
 
 ReadItem = SourceImage | Rejection
+# a read without a recipe (tools, tests) takes the recipe's default limit
+DEFAULT_MAX_INPUT_BYTES = ImageSpec().max_input_bytes
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,16 @@ class SourceIndex:
 
 def iter_source(
     index: SourceIndex,
-    read_unit: Callable[[ReadUnit, SourceIndex], Iterator[ReadItem]],
+    read_unit: Callable[[ReadUnit, SourceIndex, int], Iterator[ReadItem]],
+    max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> Iterator[ReadItem]:
     """Every input of a source, accounted for: metadata rejections, each unit's
-    images and rejections, then images the metadata lists that no unit held."""
+    images and rejections, then images the metadata lists that no unit held.
+    An input over `max_input_bytes` is a TOO_LARGE rejection, never held."""
     yield from index.rejections
     seen: set[str] = set()
     for unit in index.units:
-        for item in read_unit(unit, index):
+        for item in read_unit(unit, index, max_input_bytes):
             # an id a unit rejected is accounted for, not missing
             seen.add(item.record.image_id if isinstance(item, SourceImage) else item.image_id)
             yield item

@@ -1,6 +1,6 @@
 """Helpers the three readers share: CSV rows with line numbers, listings where
-the first row wins, archive member checks, tar streaming with byte offsets in
-the outermost file, and md5 while streaming.
+the first row wins, md5 while streaming, and files read with a size limit
+(archive members: unibed/dataplane/sources/archives.py).
 
 Everything reads through `unibed.dataplane.storage`, so local paths and gs:// URLs take
 the same path.
@@ -13,12 +13,12 @@ import hashlib
 import io
 import posixpath
 import re
-import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from unibed.dataplane import storage
+from unibed.dataplane.sources.archives import escaped, name_problem, too_large
 from unibed.dataplane.sources.base import ReadUnit, SourceIndex
 from unibed.schemas.errors import SourceLayoutError
 from unibed.schemas.source_record import (
@@ -31,7 +31,6 @@ from unibed.schemas.source_record import (
 )
 
 _DIGITS = re.compile(r"[0-9]+")
-_WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
 
 
 # --- layouts -----------------------------------------------------------------
@@ -168,54 +167,6 @@ class Listing:
 # --- archives ------------------------------------------------------------------
 
 
-def unsafe_member_reason(name: str) -> str:
-    """Why an archive member path must never be followed, or "" when it is safe."""
-    if name.startswith(("/", "\\")) or _WINDOWS_DRIVE.match(name):
-        return f"absolute member path {name!r}"
-    if ".." in re.split(r"[/\\]", name):
-        return f"member path {name!r} has a '..' component"
-    return ""
-
-
-@dataclass(frozen=True)
-class TarMember:
-    name: str
-    offset: int  # of the member's data, in the outermost file
-    size: int
-    data: bytes = b""
-    unsafe: str = ""  # why it must not be used; its data is then never read
-
-
-def tar_member_unsafe(info: tarfile.TarInfo) -> str:
-    """Why a (non-directory) tar member must not be used, or "" for a safe regular file."""
-    if reason := unsafe_member_reason(info.name):
-        return reason
-    if info.isreg():
-        return ""
-    if info.issym():
-        return f"member {info.name!r} is a symbolic link to {info.linkname!r}"
-    if info.islnk():
-        return f"member {info.name!r} is a hard link to {info.linkname!r}"
-    return f"member {info.name!r} is a device, fifo or other special file"
-
-
-def iter_tar_members(stream: BinaryIO, base_offset: int = 0) -> Iterator[TarMember]:
-    """Stream a tar front to back (no seeking, nothing held but one member):
-    its regular files with their bytes, and its links, devices and unsafe
-    paths marked `unsafe`; directories are skipped.
-
-    `base_offset` is where `stream` starts in the outermost file: tar stores
-    members uncompressed, so a nested member's bytes sit at a fixed range there.
-    """
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        for info in tar:
-            if info.isdir():
-                continue
-            unsafe = tar_member_unsafe(info)
-            data = b"" if unsafe else tar.extractfile(info).read()
-            yield TarMember(info.name, base_offset + info.offset_data, info.size, data, unsafe)
-
-
 class Md5Reader(io.RawIOBase):
     """A forward-only reader that hashes every byte it passes on."""
 
@@ -244,13 +195,19 @@ class Md5Reader(io.RawIOBase):
 
 
 def read_file_batch(
-    unit: ReadUnit, index: SourceIndex, image_id_of: Callable[[str], str]
-) -> Iterator[SourceImage]:
+    unit: ReadUnit, index: SourceIndex, image_id_of: Callable[[str], str], max_bytes: int
+) -> Iterator[SourceImage | Rejection]:
     """The files `unit.items` (names inside the folder `unit.uri`), labelled
-    from the index; open_index only puts listed files into such units."""
+    from the index; open_index only puts listed files with UTF-8 names into
+    such units. A file over `max_bytes` is a TOO_LARGE rejection, never read."""
     for name in unit.items:
         path = storage.join(unit.uri, name)
         image_id = image_id_of(name)
+        data, size = read_limited(path, max_bytes)
+        if data is None:
+            detail = too_large("file", size, max_bytes)
+            yield Rejection(unit.source, image_id, RejectReason.TOO_LARGE, detail, path)
+            continue
         record = SourceRecord(
             unit.source,
             image_id,
@@ -258,4 +215,27 @@ def read_file_batch(
             Location(LocationKind.FILE, path),
             index.splits.get(image_id, "train"),
         )
-        yield SourceImage(record, storage.read_bytes(path))
+        yield SourceImage(record, data)
+
+
+def read_limited(path: str, max_bytes: int) -> tuple[bytes | None, int]:
+    """(a file's bytes, its size); bytes None when it has more than `max_bytes`,
+    which the size tells before reading (and a file that grows meanwhile still
+    gives at most max_bytes + 1)."""
+    with storage.open_read(path) as f:
+        size = f.seek(0, io.SEEK_END)
+        if size > max_bytes:
+            return None, size
+        f.seek(0)
+        data = f.read(max_bytes + 1)
+    return (None, len(data)) if len(data) > max_bytes else (data, len(data))
+
+
+def unnamed_file(source: str, path: str, image_id_of: Callable[[str], str]) -> Rejection | None:
+    """A MALFORMED_NAME rejection for a file whose path is not UTF-8 (its bytes
+    shown escaped), or None when the path is fine."""
+    problem = name_problem(path)
+    if not problem:
+        return None
+    safe = escaped(path)
+    return Rejection(source, image_id_of(safe), RejectReason.MALFORMED_NAME, f"file {problem}", safe)

@@ -20,32 +20,42 @@ Bad metadata policy (docs/layouts.md "Bad metadata policy"):
 - a tar member not named `a/b/c/<id>.jpg` with a, b, c = id[:3] -> MALFORMED_NAME;
   a well-named member train.csv does not list -> UNLABELLED_IMAGE;
 - absolute or `..` member paths, links and devices -> UNSAFE_MEMBER_PATH;
-  directories are skipped;
-- a tar whose md5 differs from its md5 file -> ChecksumError (the download is
-  corrupt and must be fetched again).
+  directories are skipped; a member name that is not UTF-8 -> MALFORMED_NAME,
+  the bytes shown escaped;
+- a damaged tar (a bad header mid-tar, truncated, no end-of-archive marker)
+  -> DAMAGED_ARCHIVE naming the byte offset (and the damaged header's image id
+  when legible), the members after a bad header still read;
+- a member over the recipe's max_input_bytes -> TOO_LARGE, never read;
+- a tar whose md5 differs from its md5 file -> ChecksumError at the end of
+  the unit (the download is corrupt and must be fetched again), after any
+  damage was reported.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-import tarfile
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 
 from unibed.dataplane import storage
-from unibed.dataplane.sources.base import ClassInfo, ReadItem, ReadUnit, SourceIndex
+from unibed.dataplane.sources.archives import TarMember, iter_tar_members
+from unibed.dataplane.sources.base import (
+    DEFAULT_MAX_INPUT_BYTES,
+    ClassInfo,
+    ReadItem,
+    ReadUnit,
+    SourceIndex,
+)
 from unibed.dataplane.sources.common import (
     CsvRow,
     Listing,
     Md5Reader,
-    TarMember,
     check_layout,
     file_stem,
     int_text,
     iter_csv,
-    iter_tar_members,
     no_layout_found,
 )
 from unibed.schemas.errors import ChecksumError, SourceLayoutError
@@ -95,28 +105,24 @@ def open_index(root: str, layout: str | None = None) -> SourceIndex:
     )
 
 
-def read_unit(unit: ReadUnit, index: SourceIndex) -> Iterator[ReadItem]:
+def read_unit(
+    unit: ReadUnit, index: SourceIndex, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Iterator[ReadItem]:
     with storage.open_read(unit.uri) as raw:
         stream = Md5Reader(raw) if unit.checksum else raw
-        try:
-            for member in iter_tar_members(stream):
-                yield _image_or_rejection(unit.uri, member, index)
-        except tarfile.TarError as error:
-            # a tar that does not parse is most often a corrupt download: say so if it is
-            if unit.checksum:
-                _verify(unit, stream, cause=error)
-            raise
+        for member in iter_tar_members(stream, max_bytes=max_input_bytes):
+            yield _image_or_rejection(unit.uri, member, index)
         if unit.checksum:
             _verify(unit, stream)
 
 
-def _verify(unit: ReadUnit, stream: Md5Reader, cause: Exception | None = None) -> None:
+def _verify(unit: ReadUnit, stream: Md5Reader) -> None:
     actual = stream.hexdigest()
     if actual != unit.checksum:
         raise ChecksumError(
             f"{unit.uri}: md5 is {actual} but its md5 file lists {unit.checksum}; "
             "the download is corrupt, fetch it again"
-        ) from cause
+        )
 
 
 def _member_path(image_id: str) -> str:
@@ -125,11 +131,11 @@ def _member_path(image_id: str) -> str:
 
 
 def _image_or_rejection(tar_path: str, member: TarMember, index: SourceIndex) -> ReadItem:
-    where = f"{tar_path}!{member.name}"
+    where = f"{tar_path}!{member.name}" if member.name else tar_path
     stem = file_stem(member.name)
     image_id = stem if _ID.fullmatch(stem) else ""
-    if member.unsafe:
-        return Rejection(SOURCE, image_id, RejectReason.UNSAFE_MEMBER_PATH, member.unsafe, where)
+    if member.rejected:
+        return Rejection(SOURCE, image_id, member.rejected, member.detail, where)
     if not image_id or member.name != _member_path(image_id):
         detail = f"expected a/b/c/<16 hex id>.jpg with a, b, c the id's first characters: {member.name!r}"
         return Rejection(SOURCE, image_id, RejectReason.MALFORMED_NAME, detail, where)

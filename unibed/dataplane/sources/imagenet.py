@@ -23,30 +23,42 @@ Bad metadata policy (docs/layouts.md "Bad metadata policy"):
 - a val file no row lists, a file outside the class folders, an outer tar
   member that is not a synset tar -> UNLABELLED_IMAGE;
 - absolute or `..` member paths, links and devices -> UNSAFE_MEMBER_PATH;
-  directories are skipped.
+  directories are skipped;
+- a file or member name that is not UTF-8 -> MALFORMED_NAME, the bytes shown
+  escaped (every image of a synset tar so named, one by one);
+- a damaged outer or synset tar (a bad header, truncated, no end-of-archive
+  marker) -> DAMAGED_ARCHIVE naming the byte offset, the members after a bad
+  header still read (archives.iter_tar_members); a synset tar the outer tar
+  ends inside is one DAMAGED_ARCHIVE;
+- an image over the recipe's max_input_bytes -> TOO_LARGE, never read.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import tarfile
 from collections import Counter
 from collections.abc import Iterator
 
 from unibed.dataplane import storage
-from unibed.dataplane.sources.base import ClassInfo, ReadItem, ReadUnit, SourceIndex
+from unibed.dataplane.sources.archives import TarMember, iter_tar_members
+from unibed.dataplane.sources.base import (
+    DEFAULT_MAX_INPUT_BYTES,
+    ClassInfo,
+    ReadItem,
+    ReadUnit,
+    SourceIndex,
+)
 from unibed.dataplane.sources.common import (
     Listing,
     batched,
     check_layout,
     file_stem,
     iter_csv,
-    iter_tar_members,
     no_layout_found,
     read_file_batch,
     require_file,
-    tar_member_unsafe,
+    unnamed_file,
 )
 from unibed.schemas.source_record import (
     Location,
@@ -75,10 +87,12 @@ def open_index(root: str, layout: str | None = None) -> SourceIndex:
     return _open_kaggle_folder(root)
 
 
-def read_unit(unit: ReadUnit, index: SourceIndex) -> Iterator[ReadItem]:
+def read_unit(
+    unit: ReadUnit, index: SourceIndex, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Iterator[ReadItem]:
     if unit.kind == "inner_tar":
-        return _read_inner_tar(unit)
-    return read_file_batch(unit, index, file_stem)
+        return _read_inner_tar(unit, max_input_bytes)
+    return read_file_batch(unit, index, file_stem, max_input_bytes)
 
 
 def _detect_layout(root: str) -> str:
@@ -140,64 +154,63 @@ def _open_official_tar(root: str) -> SourceIndex:
         _read_synset_mapping(mapping_path) if storage.exists(mapping_path) else ({}, [])
     )
     units: list[ReadUnit] = []
-    # "r:" on a seekable stream reads each header and seeks over the member's bytes
-    with storage.open_read(tar_path) as raw, tarfile.open(fileobj=raw, mode="r:") as outer:
-        for info in outer:
-            if info.isdir():
-                continue
-            where = f"{tar_path}!{info.name}"
-            if unsafe := tar_member_unsafe(info):
-                rejections.append(
-                    Rejection(SOURCE, "", RejectReason.UNSAFE_MEMBER_PATH, unsafe, where)
-                )
-            elif not info.name.endswith(".tar"):
-                rejections.append(
-                    Rejection(
-                        SOURCE,
-                        file_stem(info.name),
-                        RejectReason.UNLABELLED_IMAGE,
-                        "not inside a per-synset tar, so it has no label",
-                        where,
-                    )
-                )
+    # headers only: the stream seeks over each synset tar's bytes
+    with storage.open_read(tar_path) as raw:
+        for member in iter_tar_members(raw, read_data=False):
+            unit_or_rejection = _outer_member(tar_path, member)
+            if isinstance(unit_or_rejection, ReadUnit):
+                units.append(unit_or_rejection)
             else:
-                wnid = file_stem(info.name)
-                units.append(
-                    ReadUnit(
-                        SOURCE,
-                        "inner_tar",
-                        tar_path,
-                        offset=info.offset_data,
-                        size=info.size,
-                        items=(info.name,),
-                        label=wnid,
-                    )
-                )
-    names.update((u.label, u.label) for u in units if u.label not in names)
+                rejections.append(unit_or_rejection)
+    names.update((u.label, u.label) for u in units if u.label and u.label not in names)
     return SourceIndex(
         SOURCE, "official_tar", root, _classes(names, None), units, rejections=rejections
     )
 
 
-def _read_inner_tar(unit: ReadUnit) -> Iterator[ReadItem]:
+def _outer_member(tar_path: str, member: TarMember) -> ReadUnit | Rejection:
+    """A synset tar of the outer tar as a unit, or why the member is not one.
+    A synset tar whose name is not UTF-8 is still read, its images rejected one
+    by one (label ""), so each counts; a truncated one is one rejection."""
+    where = f"{tar_path}!{member.name}" if member.name else tar_path
+    named_badly = member.rejected is RejectReason.MALFORMED_NAME
+    if member.rejected and not (named_badly and member.name.endswith(".tar")):
+        return Rejection(SOURCE, "", member.rejected, member.detail, where)
+    if not member.name.endswith(".tar"):
+        detail = "not inside a per-synset tar, so it has no label"
+        return Rejection(SOURCE, file_stem(member.name), RejectReason.UNLABELLED_IMAGE, detail, where)
+    return ReadUnit(
+        SOURCE,
+        "inner_tar",
+        tar_path,
+        offset=member.offset,
+        size=member.size,
+        items=(member.name,),
+        label="" if named_badly else file_stem(member.name),
+    )
+
+
+def _read_inner_tar(unit: ReadUnit, max_bytes: int) -> Iterator[ReadItem]:
     inner_name = unit.items[0]
     with storage.RangeReader(storage.open_read(unit.uri), unit.offset, unit.size) as stream:
-        for member in iter_tar_members(stream, base_offset=unit.offset):
+        for member in iter_tar_members(stream, base_offset=unit.offset, max_bytes=max_bytes):
             image_id = file_stem(member.name)
-            if member.unsafe:
-                where = f"{unit.uri}!{inner_name}!{member.name}"
-                yield Rejection(
-                    SOURCE, image_id, RejectReason.UNSAFE_MEMBER_PATH, member.unsafe, where
+            where = f"{unit.uri}!{inner_name}" + (f"!{member.name}" if member.name else "")
+            if member.rejected:
+                yield Rejection(SOURCE, image_id, member.rejected, member.detail, where)
+            elif not unit.label:
+                detail = f"its synset tar's name is not valid UTF-8: '{inner_name}'"
+                yield Rejection(SOURCE, image_id, RejectReason.MALFORMED_NAME, detail, where)
+            else:
+                location = Location(
+                    LocationKind.TAR_MEMBER,
+                    unit.uri,
+                    (inner_name, member.name),
+                    member.offset,
+                    member.size,
                 )
-                continue
-            location = Location(
-                LocationKind.TAR_MEMBER,
-                unit.uri,
-                (inner_name, member.name),
-                member.offset,
-                member.size,
-            )
-            yield SourceImage(SourceRecord(SOURCE, image_id, unit.label, location), member.data)
+                record = SourceRecord(SOURCE, image_id, unit.label, location)
+                yield SourceImage(record, member.data)
 
 
 # --- kaggle_folder --------------------------------------------------------------
@@ -241,7 +254,9 @@ def _list_train_folders(
     by_folder: dict[str, list[str]] = {}
     for path, _ in storage.list_files(storage.join(train_dir, "**")):
         parts = _relative_parts(path, train_dir)
-        if len(parts) != 2:
+        if bad_name := unnamed_file(SOURCE, path, file_stem):
+            rejections.append(bad_name)
+        elif len(parts) != 2:
             rejections.append(_unlabelled(path, "not directly inside a class folder train/<wnid>/"))
         elif listing.add(file_stem(path), parts[0], path):
             by_folder.setdefault(parts[0], []).append(parts[1])
@@ -280,7 +295,9 @@ def _list_val_folder(
     first_file: dict[str, str] = {}  # image id -> the file that has it
     for path, _ in storage.list_files(storage.join(val_dir, "**")):
         image_id = file_stem(path)
-        if len(_relative_parts(path, val_dir)) != 1 or image_id not in labelled:
+        if bad_name := unnamed_file(SOURCE, path, file_stem):
+            rejections.append(bad_name)
+        elif len(_relative_parts(path, val_dir)) != 1 or image_id not in labelled:
             rejections.append(_unlabelled(path, f"{VAL_SOLUTION} does not label it"))
         elif image_id in first_file:
             detail = f"another file has id {image_id}; the first, {first_file[image_id]}, wins"

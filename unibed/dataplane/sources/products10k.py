@@ -16,19 +16,31 @@ Bad metadata policy (docs/layouts.md "Bad metadata policy"):
 - a file or member train.csv does not list (or not directly in train/)
   -> UNLABELLED_IMAGE;
 - zip members with an absolute or `..` path -> UNSAFE_MEMBER_PATH;
-  directories are skipped.
+  directories are skipped;
+- a file name that is not UTF-8, or a zip member name flagged UTF-8 that is
+  not -> MALFORMED_NAME, the bytes shown escaped (the rest of the zip is read);
+- a file or member over the recipe's max_input_bytes (the file size or the
+  zip's stated size, and inflation stops past it) -> TOO_LARGE, never held;
+  a member whose bytes do not inflate or fail their CRC -> DAMAGED_ARCHIVE;
+- a train.zip that does not open as a zip -> SourceLayoutError naming it.
 """
 
 from __future__ import annotations
 
 import posixpath
 import sys
-import zipfile
 from collections import Counter
 from collections.abc import Iterator
 
 from unibed.dataplane import storage
-from unibed.dataplane.sources.base import ClassInfo, ReadItem, ReadUnit, SourceIndex
+from unibed.dataplane.sources.archives import open_zip, read_zip_member, unsafe_member_reason
+from unibed.dataplane.sources.base import (
+    DEFAULT_MAX_INPUT_BYTES,
+    ClassInfo,
+    ReadItem,
+    ReadUnit,
+    SourceIndex,
+)
 from unibed.dataplane.sources.common import (
     Listing,
     batched,
@@ -38,7 +50,7 @@ from unibed.dataplane.sources.common import (
     no_layout_found,
     read_file_batch,
     require_file,
-    unsafe_member_reason,
+    unnamed_file,
 )
 from unibed.schemas.source_record import (
     Location,
@@ -90,10 +102,16 @@ def open_index(root: str, layout: str | None = None) -> SourceIndex:
     )
 
 
-def read_unit(unit: ReadUnit, index: SourceIndex) -> Iterator[ReadItem]:
+def read_unit(
+    unit: ReadUnit, index: SourceIndex, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
+) -> Iterator[ReadItem]:
     if unit.kind == "zip_members":
-        return _read_zip_members(unit, index)
-    return read_file_batch(unit, index, lambda name: name)
+        return _read_zip_members(unit, index, max_input_bytes)
+    return read_file_batch(unit, index, _same, max_input_bytes)
+
+
+def _same(name: str) -> str:
+    return name
 
 
 def _read_train_csv(path: str) -> tuple[Listing, dict[str, ClassInfo], list[Rejection]]:
@@ -131,7 +149,9 @@ def _folder_units(
     names = []
     for path in files:
         name = path[len(train_dir) :].lstrip("/")
-        if name in listing.labels:
+        if bad_name := unnamed_file(SOURCE, path, posixpath.basename):
+            rejections.append(bad_name)
+        elif name in listing.labels:
             names.append(name)
         else:
             rejections.append(_unlabelled(name, path, f"{TRAIN_CSV} does not list {name!r}"))
@@ -147,42 +167,61 @@ def _image_name(member: str) -> str:
 
 
 def _zip_units(zip_path: str, listing: Listing, rejections: list[Rejection]) -> list[ReadUnit]:
-    with storage.open_read(zip_path) as raw, zipfile.ZipFile(raw) as archive:
-        infos = archive.infolist()  # the central directory only
+    with storage.open_read(zip_path) as raw:
+        archive, bad_names = open_zip(raw, zip_path)
+        with archive:
+            infos = archive.infolist()  # the central directory only
     first_member: dict[str, str] = {}  # image name -> the member that has it
     for info in infos:
         if info.is_dir():
             continue
-        member = info.filename
-        where = f"{zip_path}!{member}"
-        name = _image_name(member)
-        if unsafe := unsafe_member_reason(member):
-            rejections.append(
-                Rejection(
-                    SOURCE,
-                    posixpath.basename(member),
-                    RejectReason.UNSAFE_MEMBER_PATH,
-                    unsafe,
-                    where,
-                )
-            )
-        elif name not in listing.labels:
-            rejections.append(_unlabelled(name, where, f"{TRAIN_CSV} does not list {name!r}"))
-        elif name in first_member:
-            detail = f"another member has name {name}; the first, {first_member[name]}, wins"
-            rejections.append(Rejection(SOURCE, name, RejectReason.DUPLICATE_ID, detail, where))
+        rejection = _zip_member_rejection(zip_path, info.filename, bad_names, listing, first_member)
+        if rejection:
+            rejections.append(rejection)
         else:
-            first_member[name] = member
+            first_member[_image_name(info.filename)] = info.filename
     return [
         ReadUnit(SOURCE, "zip_members", zip_path, items=batch)
         for batch in batched(list(first_member.values()), FILES_PER_UNIT)
     ]
 
 
-def _read_zip_members(unit: ReadUnit, index: SourceIndex) -> Iterator[SourceImage]:
-    with storage.open_read(unit.uri) as raw, zipfile.ZipFile(raw) as archive:
-        for member in unit.items:
-            name = _image_name(member)
-            location = Location(LocationKind.ZIP_MEMBER, unit.uri, (member,))
-            record = SourceRecord(SOURCE, name, index.listed[name], location)
-            yield SourceImage(record, archive.read(member))
+def _zip_member_rejection(
+    zip_path: str,
+    member: str,
+    bad_names: dict[str, str],
+    listing: Listing,
+    first_member: dict[str, str],
+) -> Rejection | None:
+    """Why a zip member is not read, or None when it is a listed image seen first."""
+    if member in bad_names:  # flagged UTF-8 but not: the bytes escaped
+        name = bad_names[member]
+        detail = f"member name is flagged UTF-8 but is not valid UTF-8: '{name}'"
+        where = f"{zip_path}!{name}"
+        return Rejection(SOURCE, posixpath.basename(name), RejectReason.MALFORMED_NAME, detail, where)
+    where = f"{zip_path}!{member}"
+    name = _image_name(member)
+    if unsafe := unsafe_member_reason(member):
+        basename = posixpath.basename(member)
+        return Rejection(SOURCE, basename, RejectReason.UNSAFE_MEMBER_PATH, unsafe, where)
+    if name not in listing.labels:
+        return _unlabelled(name, where, f"{TRAIN_CSV} does not list {name!r}")
+    if name in first_member:
+        detail = f"another member has name {name}; the first, {first_member[name]}, wins"
+        return Rejection(SOURCE, name, RejectReason.DUPLICATE_ID, detail, where)
+    return None
+
+
+def _read_zip_members(unit: ReadUnit, index: SourceIndex, max_bytes: int) -> Iterator[ReadItem]:
+    with storage.open_read(unit.uri) as raw:
+        archive, _ = open_zip(raw, unit.uri)
+        with archive:
+            for member in unit.items:
+                name = _image_name(member)
+                data, reason, detail = read_zip_member(archive, member, max_bytes)
+                if reason is not None:
+                    yield Rejection(SOURCE, name, reason, detail, f"{unit.uri}!{member}")
+                    continue
+                location = Location(LocationKind.ZIP_MEMBER, unit.uri, (member,))
+                record = SourceRecord(SOURCE, name, index.listed[name], location)
+                yield SourceImage(record, data)

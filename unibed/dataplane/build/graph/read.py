@@ -87,7 +87,8 @@ class ReadAndPreprocess(beam.PTransform):
             pipeline
             | "Units" >> beam.Create(self._units, reshuffle=True)
             | "Read" >> beam.ParDo(
-                ReadSelected(self._recipe.split.salt), context=beam.pvalue.AsSingleton(context)
+                ReadSelected(self._recipe.split.salt, self._recipe.image.max_input_bytes),
+                context=beam.pvalue.AsSingleton(context),
             ).with_outputs("input", "rejected", "not_selected", main="image")
         )
         processed = read.image | "Preprocess" >> beam.ParDo(
@@ -108,17 +109,19 @@ class ReadSelected(beam.DoFn):
     Emits ('input', source) once per input it accounts for, so the launcher can
     check inputs = written + duplicates + rejected with an independent count.
     The read context arrives as a side input (loaded once per worker, cached by the runner).
+    An input over `max_input_bytes` is a rejection, never held in memory.
     """
 
-    def __init__(self, salt: str):
+    def __init__(self, salt: str, max_input_bytes: int):
         self._salt = salt
+        self._max_input_bytes = max_input_bytes
         self._read = Metrics.counter("build", "images_read")
 
     def process(self, unit: ReadUnit, context: ReadContext):
         selection = context.selections[unit.source]
         chosen = set(selection.classes)
         buffered: list[SourceImage] = []
-        for item in read_unit(unit, context.indexes[unit.source]):
+        for item in read_unit(unit, context.indexes[unit.source], self._max_input_bytes):
             if isinstance(item, Rejection):
                 yield TaggedOutput("input", item.source)
                 yield TaggedOutput("rejected", item)
