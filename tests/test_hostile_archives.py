@@ -96,6 +96,40 @@ def test_imagenet_bad_header_mid_synset_tar_is_reported_and_later_members_recove
     assert len(items) == 5  # every image: a record or a counted rejection
 
 
+def test_imagenet_bad_header_in_the_outer_tar_loses_only_that_synset_tar(tmp_path):
+    synsets = [(f"n0000000{n}.tar".encode(), _synset(n)) for n in (1, 2, 3)]
+    outer, heads = tar_with_offsets(synsets)
+    write_imagenet(tmp_path, [])
+    tar_path = tmp_path / imagenet.TRAIN_TAR
+    tar_path.write_bytes(corrupt_header(outer, heads[1]))
+    index = open_index("imagenet", str(tmp_path))
+    assert [u.label for u in index.units] == ["n00000001", "n00000003"]
+    damage, *lost = index.rejections
+    assert damage.reason is RejectReason.DAMAGED_ARCHIVE
+    assert damage.where == f"{tar_path}!n00000002.tar" and f"at offset {heads[1]} " in damage.detail
+    # scanning on block by block finds the lost synset tar's own headers, as GNU
+    # tar would: each of its images is counted (without a label) rather than lost
+    assert [(r.reason, r.image_id) for r in lost] == [
+        (RejectReason.UNLABELLED_IMAGE, "n00000002_0"), (RejectReason.UNLABELLED_IMAGE, "n00000002_1")]
+    items = list(iter_source(index))
+    assert [i.record.image_id for i in images(items)] == [
+        "n00000001_0", "n00000001_1", "n00000003_0", "n00000003_1"]
+
+
+def test_imagenet_kaggle_file_named_in_latin1(tmp_path):
+    from test_readers import write_kaggle  # tests/ is on sys.path under pytest
+
+    write_kaggle(tmp_path, {"n00000001": ["n00000001_1"]}, [], "ImageId,PredictionString\n")
+    train = os.fsencode(tmp_path / imagenet.KAGGLE_DATA / "train" / "n00000001")
+    with open(train + b"/n00000001_caf\xe9.JPEG", "wb") as f:
+        f.write(noise_jpeg(1))
+    items = list(iter_source(open_index("imagenet", str(tmp_path))))
+    assert_all_text_encodes(items)
+    assert [i.record.image_id for i in images(items)] == ["n00000001_1"]
+    (bad,) = by_reason(items, RejectReason.MALFORMED_NAME)
+    assert bad.image_id == "n00000001_caf\\xe9" and bad.where.endswith("/n00000001_caf\\xe9.JPEG")
+
+
 def _truncate_outer(inner_two: bytes) -> bytes:
     """The outer tar cut in the middle of the second synset tar's bytes."""
     outer, heads = tar_with_offsets([(b"n00000001.tar", _synset(1)), (b"n00000002.tar", inner_two)])

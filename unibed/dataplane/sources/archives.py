@@ -68,8 +68,10 @@ def tar_member_unsafe(info: tarfile.TarInfo) -> str:
     name = escaped(info.name)
     if reason := unsafe_member_reason(name):
         return reason
-    if info.isreg():
+    if info.isreg() and not info.issparse():
         return ""
+    if info.issparse():
+        return f"member {name!r} is a sparse file"
     if info.issym():
         return f"member {name!r} is a symbolic link to {escaped(info.linkname)!r}"
     if info.islnk():
@@ -108,7 +110,7 @@ class _TarStream:
     def __init__(self, stream: BinaryIO, base_offset: int):
         self.fileobj = self
         self.pax_headers: dict[str, str] = {}
-        self.offset = 0  # fromtarfile sets it past each member; unused here
+        self.offset = 0  # fromtarfile sets it to where the member's data ends
         self.base = base_offset
         self.last_block = b""
         self._stream, self._pos = stream, 0
@@ -260,22 +262,18 @@ def _truncated(tar: _TarStream, at: int, what: str) -> TarMember:
     return TarMember("", tar.base + at, 0, b"", RejectReason.DAMAGED_ARCHIVE, detail)
 
 
-def _padded(size: int) -> int:
-    return -(-size // BLOCK) * BLOCK
-
-
 def _member(
     tar: _TarStream, info: tarfile.TarInfo, max_bytes: int | None, read_data: bool
 ) -> TarMember | None:
     """The member whose header was just read, its data read or skipped; None for a directory."""
     if info.isdir():
         return None
-    has_data = info.isreg() or info.type not in tarfile.SUPPORTED_TYPES
+    span = tar.offset - info.offset_data  # the stored bytes, padded: fromtarfile knows per type
     name, offset = escaped(info.name), tar.base + info.offset_data
     reason, detail = _member_problem(info, offset, max_bytes)
     data = tar.take(info.size) if reason is None and read_data else b""
-    available = len(data) + tar.skip((_padded(info.size) if has_data else 0) - len(data))
-    if has_data and available < info.size:
+    available = len(data) + tar.skip(span - len(data))
+    if available < min(span, info.size):
         detail = (
             f"damaged archive: it ends inside member '{name}', whose header at offset "
             f"{tar.base + info.offset} claims {info.size} bytes of which {available} are there; "
