@@ -28,8 +28,9 @@ Bad metadata policy (docs/layouts.md "Bad metadata policy"):
   escaped (every image of a synset tar so named, one by one);
 - a damaged outer or synset tar (a bad header, truncated, no end-of-archive
   marker) -> DAMAGED_ARCHIVE naming the byte offset, the members after a bad
-  header still read (archives.iter_tar_members); a synset tar the outer tar
-  ends inside is one DAMAGED_ARCHIVE;
+  header still read (archives.iter_tar_members: in the outer tar this scan
+  meets the lost synset tar's own image headers, each then UNLABELLED_IMAGE);
+  a synset tar the outer tar ends inside is one DAMAGED_ARCHIVE;
 - an image over the recipe's max_input_bytes -> TOO_LARGE, never read.
 """
 
