@@ -68,6 +68,22 @@ def assert_all_text_encodes(items) -> None:
             text.encode("utf-8")
 
 
+def test_forward_only_stream_recovers_past_a_bad_header_and_reports_a_partial_block():
+    """GLDv2 tars with an md5 file stream through a hasher that cannot seek."""
+    from unibed.dataplane.sources.archives import iter_tar_members
+    from unibed.dataplane.sources.common import Md5Reader
+
+    data = [os.urandom(700) for _ in range(3)]
+    tar, heads = tar_with_offsets([(f"{i}.jpg".encode(), d) for i, d in enumerate(data)])
+    end_of_data = heads[2] + BLOCK + 1024
+    damaged = corrupt_header(tar, heads[1])[:end_of_data] + b"x" * 100
+    members = list(iter_tar_members(Md5Reader(io.BytesIO(damaged)), base_offset=10_000))
+    assert [(m.name, m.data) for m in members if m.rejected is None] == [("0.jpg", data[0]), ("2.jpg", data[2])]
+    bad_header, partial = [m for m in members if m.rejected is RejectReason.DAMAGED_ARCHIVE]
+    assert bad_header.name == "1.jpg" and f"at offset {10_000 + heads[1]} " in bad_header.detail
+    assert f"partial block at offset {10_000 + end_of_data}" in partial.detail
+
+
 # --- ImageNet official tar -------------------------------------------------------------
 
 

@@ -229,6 +229,8 @@ def iter_tar_members(
         except tarfile.EmptyHeaderError:  # the stream ended on a block boundary
             break
         except tarfile.TruncatedHeaderError:
+            if lost := damage.report(resumed_at=None):
+                yield lost
             yield _truncated(tar, start, f"it ends with a partial block at offset {base_offset + start}")
             return
         except (tarfile.HeaderError, ValueError, UnicodeError) as error:
