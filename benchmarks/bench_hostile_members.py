@@ -3,7 +3,8 @@ image.max_input_bytes (64 MiB): a Products-10K train.zip whose one member inflat
 to --zip-gib GiB (a few MB on disk), and a GLDv2 tar with a well-formed member of
 --tar-gib GiB (written sparse). Each read runs in its own subprocess, so its
 ru_maxrss is that read's peak; before the limit these reads held the whole member
-(issue figures: 3.5 GB and 2.8 GB peak).
+(issue figures: 3.5 GB and 2.8 GB peak). Then the tar reader's throughput next
+to tarfile's stream mode.
 
     .venv/bin/python -m benchmarks.bench_hostile_members [--zip-gib 1.5] [--tar-gib 1.2]
 """
@@ -77,6 +78,34 @@ def read_and_report(source: str, root: str) -> None:
     print(f"{source:12s} {dict(outcomes)}  peak RSS {peak_mb:.0f} MB  {time.perf_counter() - start:.2f} s")
 
 
+def tar_throughput(members: int = 5000, member_bytes: int = 20_000) -> None:
+    """MB/s of archives.iter_tar_members next to tarfile's stream mode (which
+    the readers used before), on an in-memory tar: the cost of the damage checks."""
+    from unibed.dataplane.sources.archives import iter_tar_members
+
+    out, blob = io.BytesIO(), bytes(range(256)) * (member_bytes // 256)
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for n in range(members):
+            info = tarfile.TarInfo(f"a/b/c/{n:016x}.jpg")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    data = out.getvalue()
+
+    def stream_mode(stream):
+        with tarfile.open(fileobj=stream, mode="r|") as tar:
+            return [tar.extractfile(info).read() for info in tar]
+
+    for name, read in (("tarfile r|", stream_mode), ("iter_tar_members", lambda s: list(iter_tar_members(s)))):
+        best = min(_timed(read, data) for _ in range(3))
+        print(f"{name:18s} {len(data) / best / 1e6:6.0f} MB/s ({members} members of {member_bytes} bytes)")
+
+
+def _timed(read, data: bytes) -> float:
+    start = time.perf_counter()
+    read(io.BytesIO(data))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--zip-gib", type=float, default=1.5)
@@ -95,6 +124,7 @@ def main() -> None:
             print(f"{source}: one member of {gib} GiB", flush=True)
             subprocess.run([sys.executable, "-m", "benchmarks.bench_hostile_members",
                             "--child", source, root], check=True)
+    tar_throughput()
 
 
 if __name__ == "__main__":
