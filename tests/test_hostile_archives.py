@@ -316,6 +316,7 @@ def test_products10k_zip_hostile_members(tmp_path):
     items = list(iter_source(index, max_input_bytes=10_000))
     assert_all_text_encodes(items)
     assert [(i.record.image_id, i.data) for i in images(items)] == [("1.jpg", small)]
+    assert read_location(images(items)[0].record.location) == small
     (bad,) = by_reason(items, RejectReason.MALFORMED_NAME)
     assert bad.where == f"{zip_path}!train/caf\\xe9\\xff.jpg" and "flagged UTF-8" in bad.detail
     (bomb,) = by_reason(items, RejectReason.TOO_LARGE)

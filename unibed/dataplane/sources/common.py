@@ -164,7 +164,7 @@ class Listing:
         return True
 
 
-# --- archives ------------------------------------------------------------------
+# --- md5 while streaming ---------------------------------------------------------
 
 
 class Md5Reader(io.RawIOBase):
