@@ -140,6 +140,10 @@ def _restart(item, ws, remote, info, changed: RemoteChanged, tally, warn, attemp
     """Parts of another version are worthless: drop them and fetch the version the
     server now describes (a lying HEAD is corrected by the Content-Range total)."""
     new = changed.info or remote.probe(item.url)
+    if changed.info is None and new.etag == info.etag:
+        # a 412 for the very ETag its HEAD still states: this server cannot judge
+        # If-Match, so stop asking (the Content-Range totals and the md5 still guard)
+        new = dataclasses.replace(new, etag=None)
     warn(f"{changed}; {attempt}: fetching {item.url} again from scratch "
          f"as {new.size} bytes (probed {info.size})")
     ws.drop_parts()
