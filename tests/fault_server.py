@@ -14,8 +14,9 @@ Faults, per URL path:
   Content-Range states the true total;
 - `replace(path, local, after_gets)`: from GET number `after_gets + 1` on, the
   path serves another file (a new version: new bytes, new ETag). GETs with an
-  If-Match that is no longer the ETag get 412, as S3 answers, unless
-  `honour_if_match` is False;
+  If-Match that is no longer the ETag get 412, as S3 answers; `if_match`
+  = "ignore" serves them anyway, "refuse" answers 412 to every If-Match (a
+  broken server);
 - `redirect(path, location)`: HEAD and GET answer 302 to `location`;
 - `add(path, local, content_type)`: a route served with its own Content-Type
   (an HTML page where an archive should be).
@@ -76,7 +77,7 @@ class FaultServer:
         self.routes = dict(routes)
         self.types: dict[str, str] = {}
         self.log: list[Served] = []
-        self.honour_if_match = True
+        self.if_match = "honour"
         self._scripts: dict[str, list[Fault | None]] = {}
         self._always: dict[str, Fault] = {}
         self._cuts: dict[str, int] = {}
@@ -141,7 +142,7 @@ class FaultServer:
             for faults in (self._scripts, self._always, self._cuts, self._head_sizes,
                            self._replacements, self._redirects, self._gets):
                 faults.clear()
-            self.honour_if_match = True
+            self.if_match = "honour"
             self.log.clear()
 
     def requests(self, path: str, method: str = "GET") -> list[Served]:
@@ -249,7 +250,9 @@ class _Handler(BaseHTTPRequestHandler):
             end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
             code = 206
         wanted = self.headers.get("If-Match")
-        if self.server_state.honour_if_match and wanted and wanted != self.server_state.etag(self.path):
+        state = self.server_state
+        if wanted and (state.if_match == "refuse"
+                       or state.if_match == "honour" and wanted != state.etag(self.path)):
             self._reply(412, {}, start)
             return
         fault = self.server_state._next_fault(self.path)

@@ -308,8 +308,8 @@ def test_head_that_understates_the_size_never_stages_a_truncated_file(server, sa
     assert any(f"{server.url}{TAR0}" in w and f"size {size - 3 * PART - 100} -> {size}" in w for w in warnings)
 
 
-@pytest.mark.parametrize("honour_if_match", [True, False], ids=["412-on-if-match", "etag-compared"])
-def test_file_replaced_between_parts_is_fetched_again_whole(server, sample_root, tmp_path, honour_if_match):
+@pytest.mark.parametrize("if_match", ["honour", "ignore"], ids=["412-on-if-match", "etag-compared"])
+def test_file_replaced_between_parts_is_fetched_again_whole(server, sample_root, tmp_path, if_match):
     local = f"{sample_root}/gldv2/images_000.tar"
     with open(local, "rb") as f:
         data = bytearray(f.read())
@@ -318,7 +318,7 @@ def test_file_replaced_between_parts_is_fetched_again_whole(server, sample_root,
     newer = tmp_path / "images_000.v2.tar"
     newer.write_bytes(data)
     server.replace(TAR0, str(newer), after_gets=3)  # parts 0-2 of the old version, then the new one
-    server.honour_if_match = honour_if_match
+    server.if_match = if_match
     warnings = []
     summary = fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path / "staging"), FAST,
                           on_progress=lambda s: None, warn=warnings.append)
@@ -326,8 +326,18 @@ def test_file_replaced_between_parts_is_fetched_again_whole(server, sample_root,
     assert summary.outcomes[0].md5 == hashlib.md5(data).hexdigest()
     gets = server.requests(TAR0)
     assert [g.start for g in gets].count(0) == 2  # started over from byte 0
-    assert (gets[3].status == 412) == honour_if_match
+    assert (gets[3].status == 412) == (if_match == "honour")
     assert any("again from scratch" in w and f"{server.url}{TAR0}" in w for w in warnings)
+
+
+def test_server_that_refuses_every_if_match_is_still_fetched(server, sample_root, tmp_path):
+    server.if_match = "refuse"  # 412 even for the ETag its own HEAD states
+    warnings = []
+    fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path), FAST,
+                on_progress=lambda s: None, warn=warnings.append)
+    assert filecmp.cmp(tmp_path / "images_000.tar", f"{sample_root}/gldv2/images_000.tar", shallow=False)
+    assert [g.status for g in server.requests(TAR0)][:2] == [412, 206]  # asked once, then no more
+    assert len(warnings) == 1 and "HTTP 412" in warnings[0]
 
 
 HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please log in</body></html>\n"
