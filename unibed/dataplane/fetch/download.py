@@ -145,7 +145,7 @@ def _restart(item, ws, remote, info, changed: RemoteChanged, tally, warn, attemp
         # If-Match, so stop asking (the Content-Range totals and the md5 still guard)
         new = dataclasses.replace(new, etag=None)
     warn(f"{changed}; {attempt}: fetching {item.url} again from scratch "
-         f"as {new.size} bytes (probed {info.size})")
+         f"as {new.size} bytes (was {info.size})")
     ws.drop_parts()
     tally.rewind()
     tally.progress.add_total(new.size - info.size)
