@@ -11,18 +11,21 @@ import time
 
 import pytest
 
-from tests.fault_server import CORRUPT, FaultServer, drop, status
+from tests.fault_server import CORRUPT, FaultServer, drip, drop, status
 from unibed.dataplane.fetch import (
     CorruptFileError,
     FetchFailed,
     FetchItem,
     FetchOptions,
+    NotEnoughSpace,
     RetryPolicy,
+    WrongContentError,
     fetch_items,
     plan_from_base,
     plan_gldv2,
     plan_sources,
 )
+from unibed.dataplane.fetch.content import check_head
 from unibed.dataplane.fetch.retry import parse_retry_after
 from unibed.dataplane.sources import iter_source, open_index
 
@@ -285,6 +288,167 @@ def test_retry_after_forms():
     assert all(0 <= RetryPolicy(backoff=1, backoff_cap=4).delay(9) <= 4 for _ in range(50))
 
 
+# --- hostile servers: lying sizes, changing files, web pages, redirects, drips, full disks ---
+
+def bare_item(server, path: str, name: str) -> FetchItem:
+    """No md5 published and no ETag trusted (Products-10K from an http base): only
+    the fetcher's own checks stand between the server and the staged file."""
+    return FetchItem(f"{server.url}{path}", name)
+
+
+def test_head_that_understates_the_size_never_stages_a_truncated_file(server, sample_root, tmp_path):
+    local = f"{sample_root}/gldv2/images_000.tar"
+    size = os.path.getsize(local)
+    server.understate(TAR0, size - 3 * PART - 100)  # every 206 still says /<true size>
+    warnings = []
+    summary = fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path), FAST,
+                          on_progress=lambda s: None, warn=warnings.append)
+    assert filecmp.cmp(tmp_path / "images_000.tar", local, shallow=False)
+    assert summary.outcomes[0].size == size
+    assert any(f"{server.url}{TAR0}" in w and f"size {size - 3 * PART - 100} -> {size}" in w for w in warnings)
+
+
+@pytest.mark.parametrize("if_match", ["honour", "ignore"], ids=["412-on-if-match", "etag-compared"])
+def test_file_replaced_between_parts_is_fetched_again_whole(server, sample_root, tmp_path, if_match):
+    local = f"{sample_root}/gldv2/images_000.tar"
+    with open(local, "rb") as f:
+        data = bytearray(f.read())
+    data[-PART:-PART + 5000] = bytes(b ^ 0xFF for b in data[-PART:-PART + 5000])  # same size, other
+    # bytes in the last part: only the ETag tells the versions apart
+    newer = tmp_path / "images_000.v2.tar"
+    newer.write_bytes(data)
+    server.replace(TAR0, str(newer), after_gets=3)  # parts 0-2 of the old version, then the new one
+    server.if_match = if_match
+    warnings = []
+    summary = fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path / "staging"), FAST,
+                          on_progress=lambda s: None, warn=warnings.append)
+    assert (tmp_path / "staging" / "images_000.tar").read_bytes() == bytes(data)  # not stitched
+    assert summary.outcomes[0].md5 == hashlib.md5(data).hexdigest()
+    gets = server.requests(TAR0)
+    assert [g.start for g in gets].count(0) == 2  # started over from byte 0
+    assert (gets[3].status == 412) == (if_match == "honour")
+    assert any("again from scratch" in w and f"{server.url}{TAR0}" in w for w in warnings)
+
+
+def test_server_that_refuses_every_if_match_is_still_fetched(server, sample_root, tmp_path):
+    server.if_match = "refuse"  # 412 even for the ETag its own HEAD states
+    warnings = []
+    fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path), FAST,
+                on_progress=lambda s: None, warn=warnings.append)
+    assert filecmp.cmp(tmp_path / "images_000.tar", f"{sample_root}/gldv2/images_000.tar", shallow=False)
+    assert [g.status for g in server.requests(TAR0)][:2] == [412, 206]  # asked once, then no more
+    assert len(warnings) == 1 and "HTTP 412" in warnings[0]
+
+
+HTML = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please log in</body></html>\n"
+
+
+@pytest.mark.parametrize("name, content_type, came", [
+    ("train.zip", "text/html; charset=utf-8", "Content-Type text/html"),
+    ("train.zip", "application/octet-stream", "<!DOCTYPE html>"),  # a server that lies about the type
+    ("train.csv", "text/html", "<!DOCTYPE html>"),
+])
+def test_web_page_is_never_staged_as_the_file(server, tmp_path, name, content_type, came):
+    page = tmp_path / "login.html"
+    page.write_bytes(HTML)
+    path = f"/products10k/login/{name}"
+    server.add(path, str(page), content_type)
+    staging = tmp_path / "staging"
+    with pytest.raises(FetchFailed) as failed:
+        fetch_items([bare_item(server, path, name)], str(staging), FAST, on_progress=lambda s: None)
+    why = failed.value.failures[f"{server.url}{path}"]
+    assert f"{server.url}{path}" in why and came in why and "nothing was staged" in why
+    assert ("zip archive" if name.endswith(".zip") else "text file") in why
+    assert not (staging / name).exists() and not (staging / ".fetch" / "parts" / name).exists()
+    if content_type.startswith("text/html") and name.endswith(".zip"):
+        assert server.requests(path) == []  # refused on the HEAD: not a byte fetched
+
+
+def test_staged_record_is_tied_to_its_url(server, sample_root, tmp_path):
+    """A file staged from one URL is not 'already staged' for another URL (the right one)."""
+    right = "/products10k/train.csv"
+    server.add(right, f"{sample_root}/products10k/train.csv", "text/csv")
+    staging = str(tmp_path)
+    fetch_items([bare_item(server, "/google-landmark/metadata/train.csv", "train.csv")], staging, FAST,
+                on_progress=lambda s: None)
+    summary = fetch_items([bare_item(server, right, "train.csv")], staging, FAST, on_progress=lambda s: None)
+    assert summary.outcomes[0].status == "fetched"
+    assert filecmp.cmp(tmp_path / "train.csv", f"{sample_root}/products10k/train.csv", shallow=False)
+    record = (tmp_path / ".fetch" / "verified" / "train.csv.json").read_text()
+    assert f'"url": "{server.url}{right}"' in record and '"etag": "\\"' in record
+
+
+def test_first_bytes_must_be_what_the_name_says():
+    import io
+    import tarfile
+    import zipfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("a.jpg"), io.BytesIO(b""))
+    ustar = buffer.getvalue()[:512]
+    v7 = bytearray(ustar)
+    v7[257:265] = bytes(8)  # no magic: an old-style header, valid by its checksum alone
+    v7[148:156] = b"        "
+    v7[148:156] = f"{sum(v7):06o}\0 ".encode()
+    empty_zip = io.BytesIO()
+    zipfile.ZipFile(empty_zip, "w").close()
+    good = [("a.tar", ustar), ("a.tar", bytes(v7)), ("a.zip", b"PK\x03\x04rest"), ("a.zip", empty_zip.getvalue()),
+            ("a.tar.gz", b"\x1f\x8b\x08"), ("a.csv", "\ufeffid,name\n1,é".encode()), ("a.csv", b"id,caf\xe9\n"),
+            ("a.txt", b""), ("photo.JPEG", HTML)]
+    bad = [("a.tar", HTML.ljust(512)), ("a.tar", bytes(v7[:148]) + b"0000000\0" + bytes(v7[156:])),
+           ("a.zip", b""), ("a.tgz", b"PK\x03\x04"), ("a.csv", b"  <html><body>"),
+           ("a.csv", b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>'), ("a.txt", b"\x00\x01\x02")]
+    for name, head in good:
+        check_head("http://x/" + name, name, head, None)
+    for name, head in bad:
+        with pytest.raises(WrongContentError, match=f"http://x/{name}: expected a"):
+            check_head("http://x/" + name, name, head, "application/octet-stream")
+
+
+def test_redirect_to_another_host_is_logged(server, sample_root, tmp_path):
+    target = f"http://localhost:{server.url.rsplit(':', 1)[1]}/google-landmark/metadata/train.csv"
+    server.redirect("/moved/train.csv", target)
+    warnings = []
+    fetch_items([bare_item(server, "/moved/train.csv", "train.csv")], str(tmp_path), FAST,
+                on_progress=lambda s: None, warn=warnings.append)
+    assert filecmp.cmp(tmp_path / "train.csv", f"{sample_root}/gldv2/train.csv", shallow=False)
+    told = [w for w in warnings if "redirected" in w]
+    assert len(told) == 1 and "host 127.0.0.1 to host localhost" in told[0]
+
+
+def test_no_room_for_the_announced_size_is_refused_before_a_byte(server, tmp_path):
+    options = FetchOptions(part_size=PART, free_space_margin=1 << 60)  # no disk has an exabyte free
+    with pytest.raises(NotEnoughSpace, match=f"{tmp_path}/staging: not enough free space: 1 file"):
+        fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path / "staging"), options,
+                    on_progress=lambda s: None)
+    assert server.requests(TAR0, "HEAD") and server.requests(TAR0) == []
+
+
+DRIP = drip(every=0.05, size=200, for_s=4)  # 4 kB/s: never a read timeout, never done in time
+SLOW = FetchOptions(workers=1, part_size=PART, retry=RetryPolicy(retries=1, backoff=0.05),
+                    min_rate=100_000, rate_window=0.3, progress_every=0.2)
+
+
+def test_drip_fed_transfer_is_dropped_and_resumed(server, sample_root, tmp_path):
+    server.script(TAR0, [DRIP])
+    started = time.monotonic()
+    fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path), SLOW, on_progress=lambda s: None)
+    assert time.monotonic() - started < DRIP.for_s
+    assert filecmp.cmp(tmp_path / "images_000.tar", f"{sample_root}/gldv2/images_000.tar", shallow=False)
+    parts = -(-os.path.getsize(f"{sample_root}/gldv2/images_000.tar") // PART)
+    first, second = server.settled(TAR0, parts + 1)[:2]  # one GET per part, and the dropped one
+    # the drip was dropped after a few hundred bytes; the retry asked only for the rest
+    assert first.start == 0 and 0 < second.start <= first.sent < 10_000
+
+
+def test_endless_drip_gives_up_naming_the_url(server, tmp_path):
+    server.always(TAR0, DRIP)
+    with pytest.raises(FetchFailed, match="gave up after 1 retries.*under the floor of 100000 B/s"):
+        fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path), SLOW, on_progress=lambda s: None)
+    assert len(server.settled(TAR0, 2)) == 2 and not (tmp_path / "images_000.tar").exists()
+
+
 @pytest.mark.slow
 def test_flow_fetches_on_a_prefect_server_with_progress(prefect_api, server, sample_root, tmp_path):
     """The fetch-sources flow on a real temporary Prefect server: one task per source,
@@ -363,3 +527,15 @@ def test_fetch_into_gcs_resumes_and_composes(server, sample_root, gcs_emulator):
     assert storage.list_files(f"{staging}/.fetch/parts/**") == []
     assert storage.list_files(f"{staging}/.fetch/incoming/**") == []  # compose temporaries too
     assert len(list(iter_source(open_index("gldv2", staging)))) > 0
+
+
+@pytest.mark.slow
+def test_cli_fetch_failure_is_one_line_per_file_and_exit_2(prefect_api, server, tmp_path, capsys):
+    from unibed.cli.main import main
+
+    base = f"{server.url}/nowhere"
+    code = main(["fetch", str(tmp_path), "--no-gldv2", "--products10k", base, "--retries", "0"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("unibed:")]
+    assert code == 2
+    assert lines == [f"unibed: fetch failed: {tmp_path}/products10k/{name}: HEAD {base}/{name}: HTTP 404 Not Found"
+                     for name in ("train.csv", "train.zip")]

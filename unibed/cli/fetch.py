@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 from unibed.schemas.errors import SchemaError
@@ -38,18 +39,27 @@ def add_fetch_parser(sub) -> None:
 
 
 def cmd_fetch(args) -> int:
+    from unibed.dataplane.fetch import FetchError, FetchFailed
     from unibed.flows.fetch_sources import GLDV2_URL, fetch_sources_flow
 
     md5 = _md5_specs(args.md5)
     start = time.perf_counter()
-    results = fetch_sources_flow(
-        staging=args.staging,
-        gldv2_url=None if args.no_gldv2 else (args.gldv2_url or GLDV2_URL),
-        gldv2_tars=args.gldv2_tars, gldv2_attribution=args.gldv2_attribution,
-        products10k_url=args.products10k, products10k_files=args.products10k_files,
-        imagenet_url=args.imagenet, imagenet_files=args.imagenet_files, md5=md5,
-        workers=args.workers, part_size_mb=args.part_size_mb, retries=args.retries,
-    )
+    try:
+        results = fetch_sources_flow(
+            staging=args.staging,
+            gldv2_url=None if args.no_gldv2 else (args.gldv2_url or GLDV2_URL),
+            gldv2_tars=args.gldv2_tars, gldv2_attribution=args.gldv2_attribution,
+            products10k_url=args.products10k, products10k_files=args.products10k_files,
+            imagenet_url=args.imagenet, imagenet_files=args.imagenet_files, md5=md5,
+            workers=args.workers, part_size_mb=args.part_size_mb, retries=args.retries,
+        )
+    except FetchFailed as failed:  # one line per file not staged, and why; a rerun resumes
+        for line in failed.lines():
+            print(f"unibed: fetch failed: {line}", file=sys.stderr)
+        return 2
+    except (FetchError, ValueError) as err:  # a bad plan (unknown file, glob on http) or no room
+        print(f"unibed: fetch failed: {err}", file=sys.stderr)
+        return 2
     print(f"\nstaged under {args.staging} in {time.perf_counter() - start:.0f}s:")
     for source, r in sorted(results.items()):
         print(f"  {source:12s} files {r['files']} (fetched {r['fetched']}, already staged {r['already_staged']}), "

@@ -18,6 +18,8 @@ from prefect.cache_policies import NO_CACHE
 from unibed.dataplane import storage
 from unibed.dataplane.fetch import (
     GLDV2_URL,
+    FetchError,
+    FetchFailed,
     FetchItem,
     FetchOptions,
     RetryPolicy,
@@ -66,16 +68,29 @@ def fetch_sources_flow(
                            retry=RetryPolicy(retries=retries), progress_every=progress_every)
     futures = {source: fetch_source.submit(source, items, storage.join(staging, source), options)
                for source, items in plans.items()}
-    results, failed = {}, {}
-    for source, future in futures.items():
-        future.wait()
-        state = future.state
-        if state.is_completed():
-            results[source] = future.result()
-        else:
-            failed[source] = str(state.message or state.name)
-    if failed:
-        raise RuntimeError("fetch failed for " + "; ".join(f"{s}: {m}" for s, m in failed.items()))
+    results = _gather(futures, staging)
     get_run_logger().info("staged under %s: %s", staging, ", ".join(
         f"{s} {r['files']} files ({r['fetched']} fetched)" for s, r in results.items()))
+    return results
+
+
+def _gather(futures: dict, staging: str) -> dict:
+    """Each source's summary; the files that failed, of every source, as one FetchFailed
+    (what `unibed fetch` prints a line for); anything else is a bug, raised as such."""
+    results, failures, staged_as, unexpected = {}, {}, {}, {}
+    for source, future in futures.items():
+        future.wait()
+        try:
+            results[source] = future.result()
+        except FetchFailed as err:
+            failures.update(err.failures)
+            staged_as.update(err.staged_as)
+        except FetchError as err:  # the whole source, e.g. no room for it
+            failures[storage.join(staging, source)] = str(err)
+        except Exception as err:  # noqa: BLE001 - reported with the others below
+            unexpected[source] = f"{type(err).__name__}: {err}"
+    if unexpected:
+        raise RuntimeError("fetch failed for " + "; ".join(f"{s}: {m}" for s, m in unexpected.items()))
+    if failures:
+        raise FetchFailed(failures, staged_as)
     return results

@@ -10,11 +10,30 @@ class FetchError(IOError):
 
 
 class RetryableError(FetchError):
-    """A failure worth another try: 5xx, 429, a timeout, a dropped connection."""
+    """A failure worth another try: 5xx, 429, a timeout, a dropped connection, a stalled transfer."""
 
     def __init__(self, message: str, retry_after: float | None = None, progressed: bool = False):
         super().__init__(message)
         self.retry_after, self.progressed = retry_after, progressed
+
+
+class RemoteChanged(FetchError):
+    """The server's answer disagrees with the version being fetched (another size or
+    ETag, a failed If-Match): the parts so far may belong to another file, so the
+    fetch starts over - as `info` (a RemoteInfo) when the answer stated the size,
+    else as a new probe says."""
+
+    def __init__(self, message: str, info=None):
+        super().__init__(message)
+        self.info = info
+
+
+class WrongContentError(FetchError):
+    """What arrived cannot be the file named (an HTML page for a zip): refused, not retried."""
+
+
+class NotEnoughSpace(FetchError):
+    """The staging folder cannot hold what the server announces."""
 
 
 class CorruptFileError(FetchError, ChecksumError):
@@ -22,9 +41,22 @@ class CorruptFileError(FetchError, ChecksumError):
 
 
 class FetchFailed(FetchError):
-    """Some files of a run failed; the others were staged (a rerun resumes)."""
+    """Some files of a run failed; the others were staged (a rerun resumes).
 
-    def __init__(self, failures: dict[str, str]):
-        self.failures = failures
-        lines = "\n".join(f"  {url}: {why}" for url, why in sorted(failures.items()))
+    failures: {url: cause}; staged_as: {url: the path it was to be staged at}."""
+
+    def __init__(self, failures: dict[str, str], staged_as: dict[str, str] | None = None):
+        self.failures, self.staged_as = failures, dict(staged_as or {})
+        lines = "\n".join(f"  {line}" for line in self.lines())
         super().__init__(f"{len(failures)} file(s) could not be fetched:\n{lines}")
+
+    def __reduce__(self):  # the default would rebuild it from its message alone
+        return FetchFailed, (self.failures, self.staged_as)
+
+    def lines(self) -> list[str]:
+        """One '<staged path>: <cause>' per failed file, the cause naming the URL."""
+        out = []
+        for url, why in sorted(self.failures.items()):
+            path, cause = self.staged_as.get(url, url), why if url in why else f"{url}: {why}"
+            out.append(cause if cause.startswith(path) else f"{path}: {cause}")
+        return out

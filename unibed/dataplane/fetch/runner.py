@@ -3,7 +3,8 @@
 Two phases: first the files others are verified against (md5 lists) together
 with everything else that has no such dependency, then the files that need a
 staged md5 list. Each phase checks what is already staged and probes the rest
-(so the byte total is known for the ETA), then fetches. One file's failure does
+(so the byte total is known for the ETA), checks that a local staging folder
+has room for what the probes announce (space.py), then fetches. One file's failure does
 not stop the others; the run raises FetchFailed at the end naming every URL
 that failed, and a rerun resumes.
 """
@@ -16,12 +17,14 @@ import logging
 import sys
 from collections.abc import Callable
 
+from unibed.dataplane import storage
 from unibed.dataplane.fetch import download
 from unibed.dataplane.fetch.errors import FetchError, FetchFailed
 from unibed.dataplane.fetch.options import FetchOptions
 from unibed.dataplane.fetch.plan import FetchItem
 from unibed.dataplane.fetch.progress import Progress, Snapshot
 from unibed.dataplane.fetch.remote import open_remote
+from unibed.dataplane.fetch.space import ensure_room
 from unibed.dataplane.fetch.workspace import Workspace
 
 log = logging.getLogger("unibed.dataplane.fetch")
@@ -81,13 +84,14 @@ def fetch_items(items: list[FetchItem], root: str, options: FetchOptions | None 
                     ready.append(item)
             # check what is staged, probe the rest: the byte total is then known
             checked = _run(pool, progress, on_progress, options, failures,
-                           {item: (lambda i=item: _check(i, root, options, progress)) for item in ready})
+                           {item: (lambda i=item: _check(i, root, options, progress, warn)) for item in ready})
             todo = []
             for item, result in checked.items():
                 if isinstance(result, download.Outcome):
                     outcomes.append(result)
                 else:
                     todo.append((item, *result))
+            ensure_room(root, [(item.name, info.size) for item, _, info, _ in todo], options)
             fetched = _run(pool, progress, on_progress, options, failures, {
                 item: (lambda a=(item, remote, info, expected): _fetch(*a, root, options, progress, warn))
                 for item, remote, info, expected in todo})
@@ -95,11 +99,11 @@ def fetch_items(items: list[FetchItem], root: str, options: FetchOptions | None 
     last = progress.snapshot()
     on_progress(last)
     if failures:
-        raise FetchFailed(failures)
+        raise FetchFailed(failures, {item.url: storage.join(root, item.name) for item in items})
     return FetchSummary(root, sorted(outcomes, key=lambda o: o.name), last)
 
 
-def _check(item: FetchItem, root: str, options: FetchOptions, progress: Progress):
+def _check(item: FetchItem, root: str, options: FetchOptions, progress: Progress, warn):
     ws = Workspace(root, item.name)
     expected = download.published_md5(item, root)
     done = download.staged(item, ws, expected, options.rehash)
@@ -108,7 +112,7 @@ def _check(item: FetchItem, root: str, options: FetchOptions, progress: Progress
         progress.advance(done.size, downloaded=False)
         progress.file_done(skipped=True)
         return done
-    remote = open_remote(item.url, options.retry, (options.connect_timeout, options.read_timeout))
+    remote = open_remote(item.url, options, warn)
     info = remote.probe(item.url)
     progress.add_total(info.size)
     return remote, info, expected

@@ -4,7 +4,7 @@
     <root>/.fetch/parts/<name>/source.json the remote version the parts belong to (url, size, etag, part size)
     <root>/.fetch/parts/<name>/000000 ...  complete parts, each written under a temporary name first
     <root>/.fetch/incoming/<name>          the parts joined, before the rename
-    <root>/.fetch/verified/<name>.json     url, size, md5 and where the md5 came from, written after the rename
+    <root>/.fetch/verified/<name>.json     url, size, ETag, md5 and where the md5 came from, written after the rename
 
 Every location goes through unibed/dataplane/storage.py, so a gs:// staging root is the
 same code: GCS cannot append, hence fixed-size parts that are each one object,
@@ -89,6 +89,20 @@ class Workspace:
         finally:
             if storage.exists(temporary):
                 storage.delete([temporary])
+
+    def read_head(self, count: int, size: int) -> bytes:
+        """The first `size` bytes of the file the `count` complete parts make up."""
+        head = b""
+        for index in range(count):
+            if len(head) >= size:
+                break
+            with storage.open_read(self.part_path(index)) as f:
+                head += f.read(size - len(head))
+        return head
+
+    def parts_bytes(self) -> int:
+        """Bytes already in complete parts (a resumed fetch needs room for the rest only)."""
+        return sum(size for path, size in self._files(self.parts_dir) if storage.basename(path).isdigit())
 
     def drop_parts(self) -> None:
         storage.delete_tree(self.parts_dir)
