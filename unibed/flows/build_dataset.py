@@ -36,7 +36,8 @@ from prefect.cache_policies import NO_CACHE
 from unibed.dataplane import storage
 from unibed.dataplane.build import lock
 from unibed.dataplane.build.accounting import accounting_markdown, accounting_rows
-from unibed.dataplane.build.launcher import BuildHooks, build_dataset, recipe_locations
+from unibed.dataplane.build.launcher import BuildHooks, build_dataset, recipe_inputs, recipe_locations
+from unibed.dataplane.build.output import check_apart
 from unibed.dataplane.build.runner_options import RunnerConfig, check_locations, runner_config
 from unibed.dataplane.recipes import load_recipe
 from unibed.flows import artifacts
@@ -91,6 +92,7 @@ def check_parameters(recipe: str | Recipe, output: str | None, sources: dict[str
     spec = _recipe(recipe, output, sources)
     try:
         check_locations(config, recipe_locations(spec))
+        check_apart(spec.output, recipe_inputs(spec))
     except (SchemaError, ValueError) as e:
         raise ParameterError(FLOW, "sources/output", str(e)) from None
     return spec, config

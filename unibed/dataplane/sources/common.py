@@ -253,7 +253,7 @@ class _LineFeed:
         length = len(text)
         while (chunk := self._readline(1 << 20)) and chunk[-1] not in "\r\n":
             length += len(chunk)
-        return self._lines_read, text[:QUOTE_CHARS], length + len(chunk)
+        return self._lines_read, text[:QUOTE_CHARS], length + len(chunk.rstrip("\r\n"))
 
     def quoted(self) -> str:
         return quoted("".join(text for _, text, _ in self._record))
