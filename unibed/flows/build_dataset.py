@@ -19,7 +19,9 @@ Resilience:
 - the output's `_BUILDING` lock keeps a second build out (refused, naming the
   holder). A lock left by a killed run on this host is broken when its
   process is gone, one from a Prefect flow run that has finished is broken
-  too; otherwise `force_unlock=true` breaks it;
+  too; otherwise `force_unlock=true` breaks it (`unibed build --force-unlock`);
+- only an empty output or one a unibed build claimed is built into or cleaned;
+  an output holding a source or inside one is a bad parameter (output.check_apart);
 - a failing stage ends the run with "build-dataset: stage S failed for
   output O (recipe R): cause" (unibed/flows/stages.py).
 """
