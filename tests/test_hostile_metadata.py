@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_readers_gldv2 import A, B, C, CATEGORY_CSV, CLEAN_CSV, member_path, write_tar
+from test_readers_gldv2 import CATEGORY_CSV, CLEAN_CSV, A, B, C, member_path, write_tar
 
 from unibed.cli.build import for_cli
 from unibed.cli.main import build_parser
@@ -31,6 +31,7 @@ from unibed.dataplane.build.output import (
 )
 from unibed.dataplane.sources import iter_source, open_index
 from unibed.dataplane.sources.common import MAX_RECORD_CHARS, MAX_RECORD_LINES, QUOTE_CHARS
+from unibed.flows.build_dataset import check_parameters
 from unibed.flows.stages import ParameterError, StageFailed
 from unibed.schemas.errors import SchemaError
 from unibed.schemas.recipe import parse_recipe
@@ -184,8 +185,6 @@ def test_a_source_inside_the_output_is_refused_before_anything_is_deleted(tmp_pa
     with pytest.raises(SchemaError, match="lies inside the output"):
         build_dataset(recipe)
     with pytest.raises(ParameterError, match="sources/output.*lies inside the output"):
-        from unibed.flows.build_dataset import check_parameters
-
         check_parameters(recipe, None, None, "local", None)
     assert snapshot(out) == before
 

@@ -38,7 +38,12 @@ from prefect.cache_policies import NO_CACHE
 from unibed.dataplane import storage
 from unibed.dataplane.build import lock
 from unibed.dataplane.build.accounting import accounting_markdown, accounting_rows
-from unibed.dataplane.build.launcher import BuildHooks, build_dataset, recipe_inputs, recipe_locations
+from unibed.dataplane.build.launcher import (
+    BuildHooks,
+    build_dataset,
+    recipe_inputs,
+    recipe_locations,
+)
 from unibed.dataplane.build.output import check_apart
 from unibed.dataplane.build.runner_options import RunnerConfig, check_locations, runner_config
 from unibed.dataplane.recipes import load_recipe
