@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_readers import tar_bytes
 from test_readers_gldv2 import CATEGORY_CSV, CLEAN_CSV, A, B, C, member_path, write_tar
 
 from unibed.cli.build import for_cli
@@ -29,7 +30,7 @@ from unibed.dataplane.build.output import (
     discard_partial,
     prepare_output,
 )
-from unibed.dataplane.sources import iter_source, open_index
+from unibed.dataplane.sources import imagenet, iter_source, open_index
 from unibed.dataplane.sources.common import MAX_RECORD_CHARS, MAX_RECORD_LINES, QUOTE_CHARS
 from unibed.flows.build_dataset import check_parameters
 from unibed.flows.stages import ParameterError, StageFailed
@@ -111,6 +112,27 @@ def test_a_field_of_tens_of_megabytes_is_never_held_whole(tmp_path):
     assert peak < field // 2, f"peak {peak / 1e6:.0f} MB for a {field / 1e6:.0f} MB field"
 
 
+def test_a_quoted_field_over_the_field_limit_is_a_row_at_its_first_line(tmp_path):
+    half = "a" * (MAX_RECORD_CHARS * 3 // 4)  # two lines, each under the record limit
+    csv_text = f'name,class,group\n0.jpg,5,1\n1.jpg,"{half}\n{half}",1\n2.jpg,7,2\n'
+    index = open_index("products10k", products10k_folder(tmp_path, csv_text, ["0.jpg", "2.jpg"]))
+    bad = malformed(index)
+    assert "field larger than field limit" in bad[f"{tmp_path}/train.csv:3"]  # the csv module's cap
+    assert all(len(detail) < DETAIL_BOUND for detail in bad.values())
+    assert set(index.listed) == {"0.jpg", "2.jpg"}
+
+
+def test_an_imagenet_mapping_line_of_megabytes_is_a_row_not_a_class_name(tmp_path):
+    (tmp_path / imagenet.TRAIN_TAR).write_bytes(tar_bytes([("n00000001.tar", tar_bytes([]))]))
+    mapping = tmp_path / imagenet.SYNSET_MAPPING
+    mapping.write_text(f"n00000001 tench\nn00000002 {'goldfish ' * (MAX_RECORD_CHARS // 8)}\nn00000003 eel\n")
+    index = open_index("imagenet", str(tmp_path), "official_tar")
+    bad = malformed(index)
+    assert list(bad) == [f"{mapping}:2"] and "characters long" in bad[f"{mapping}:2"]
+    assert len(bad[f"{mapping}:2"]) < DETAIL_BOUND
+    assert [c.name for c in index.classes.values()] == ["tench", "eel"]
+
+
 def test_gldv2_huge_landmark_ids_and_a_quote_open_to_the_end(tmp_path):
     e, f = "eee0000000000005", "eef0000000000006"
     train = (
@@ -173,6 +195,9 @@ def test_another_tools_files_in_the_output_survive_and_the_build_is_refused(tmp_
     with pytest.raises(OutputExistsError):
         discard_partial(str(out))
     assert snapshot(out) == before
+    (out / "manifest.json").write_text('{"format": "another tool\'s"}')
+    with pytest.raises(OutputExistsError, match="not a unibed manifest"):
+        prepare_output(str(out), "0" * 64)
 
 
 def test_a_source_inside_the_output_is_refused_before_anything_is_deleted(tmp_path):
