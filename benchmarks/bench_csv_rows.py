@@ -23,16 +23,14 @@ import time
 def _write_rows(path: str, rows: int) -> None:
     with open(path, "w") as f:
         f.write("id,url,landmark_id\n")
-        for i in range(rows):
-            f.write(f"{i:016x},http://x/{i}.jpg,{i % 203094}\n")
+        f.writelines(f"{i:016x},http://x/{i}.jpg,{i % 203094}\n" for i in range(rows))
 
 
 def _write_huge_field(path: str, field_mb: int) -> None:
     with open(path, "w") as f:
         f.write("name,class,group\n0.jpg,5,1\n1.jpg,5,")
         chunk = "9" * (1 << 20)
-        for _ in range(field_mb):
-            f.write(chunk)
+        f.writelines(chunk for _ in range(field_mb))
         f.write("\n2.jpg,7,2\n")
 
 
