@@ -64,21 +64,12 @@ def file_stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
 
-def int_text(value: str) -> str | None:
-    """A non-negative integer id of at most MAX_ID_DIGITS digits in canonical text
-    form, or None when `value` is not one. Never calls int(): Python refuses to
-    convert over 4,300 digits, and no dataset has an id anywhere near that long."""
-    if not _DIGITS.fullmatch(value):
-        return None
-    digits = value.lstrip("0") or "0"
-    return digits if len(digits) <= MAX_ID_DIGITS else None
-
-
 # --- CSV -----------------------------------------------------------------------
 
 MAX_ID_DIGITS = 18  # any 18 digits fit an int64; real class/landmark ids have at most 6
-# One CSV record's text. GLDv2's largest train_clean.csv row (one landmark's ids)
-# is ~0.2 MB; a bigger record is a broken file, and must not cost memory.
+# One CSV record's text. GLDv2's largest train_clean.csv row (one landmark's ids,
+# 17 characters each) is well under 1 MB; a bigger record is a broken file, and
+# must not cost memory.
 MAX_RECORD_CHARS = 4 << 20
 # A quoted field may span lines; one still open after this many is an unclosed quote.
 MAX_RECORD_LINES = 16
@@ -90,6 +81,16 @@ def quoted(text: str, limit: int = QUOTE_CHARS) -> str:
     if len(text) <= limit:
         return repr(text)
     return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def int_text(value: str) -> str | None:
+    """A non-negative integer id of at most MAX_ID_DIGITS digits in canonical text
+    form, or None when `value` is not one. Never calls int(): Python refuses to
+    convert over 4,300 digits, and no dataset has an id anywhere near that long."""
+    if not _DIGITS.fullmatch(value):
+        return None
+    digits = value.lstrip("0") or "0"
+    return digits if len(digits) <= MAX_ID_DIGITS else None
 
 
 @dataclass(frozen=True)
