@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from unibed.dataplane.build.launcher import build_dataset, plan_build
-from unibed.dataplane.build.output import OutputExistsError
+from unibed.dataplane.build.output import OutputExistsError, claim_output
 from unibed.dataplane.build.split import validation_count
 from unibed.dataplane.recipes import load_recipe
 from unibed.dataplane.records.codec import decode_example
@@ -174,7 +174,7 @@ def test_rerun_is_a_no_op_and_another_recipe_is_refused(build, sample_root):
 
 def test_a_partial_output_is_rebuilt(sample_root, tmp_path):
     output = tmp_path / "partial"
-    output.mkdir()
+    claim_output(str(output))  # a crashed build of it leaves its ownership record
     (output / "train-00000-of-00777.tfrecord").write_bytes(b"left by a crashed run")
     result = build_dataset(sample_recipe(sample_root, str(output)))
     assert result.status == "built"

@@ -151,7 +151,9 @@ def test_killed_builds_rerun_to_the_same_bytes_resuming_after_beam(prefect_api, 
 
     # killed mid-Beam: the partial output and the dead run's lock are left behind
     output = str(tmp_path / "killed-mid-beam")
-    kill_when(start_build(prefect_api, sample_root, output), os.path.join(output, "_work"))
+    # (the read context is staged as the Beam stage starts; _work/ itself appears earlier,
+    # with the output's ownership record)
+    kill_when(start_build(prefect_api, sample_root, output), os.path.join(output, "_work", "read_context.pickle"))
     assert os.path.exists(os.path.join(output, LOCK))
     assert not os.path.exists(os.path.join(output, "manifest.json"))
     code, log, result = finish(start_build(prefect_api, sample_root, output))

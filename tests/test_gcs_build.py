@@ -17,6 +17,7 @@ from test_build import sample_recipe
 from unibed.dataplane import storage
 from unibed.dataplane.build.launcher import build_dataset
 from unibed.dataplane.build.lock import LOCK, OutputLockedError, acquire_lock, release_lock
+from unibed.dataplane.build.output import claim_output
 from unibed.dataplane.build.validate import validate_output
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.manifest import Manifest
@@ -110,6 +111,7 @@ def test_a_second_build_into_a_locked_gs_output_is_refused_then_a_partial_one_is
     gcs_emulator.create_bucket(OUT.removeprefix("gs://"))
     output = f"{OUT}/contended"
     acquire_lock(output, "another-run")  # a build in progress elsewhere
+    claim_output(output)  # which took the output before writing into it
     storage.write_bytes(f"{output}/train-00000-of-00777.tfrecord", b"half written")
     storage.write_bytes(f"{output}/_work/shards.jsonl", b"{}")
     with pytest.raises(OutputLockedError, match="another-run"):

@@ -14,6 +14,7 @@ from unibed.dataplane.build.lock import OutputLockedError, acquire_lock, release
 from unibed.dataplane.build.output import (
     OutputExistsError,
     OutputState,
+    claim_output,
     inspect_output,
     prepare_output,
     publish_manifest,
@@ -312,12 +313,15 @@ def test_prepare_output_policy(tmp_path, built):
     assert prepare_output(empty, manifest.recipe_digest) == "build"
 
     partial = str(tmp_path / "partial")
+    claim_output(partial)  # what a crashed build of it left: its ownership record too
     (tmp_path / "partial" / "beam-temp").mkdir(parents=True)
     (tmp_path / "partial" / "train-00000-of-00001.tfrecord").write_bytes(b"half")
     (tmp_path / "partial" / "beam-temp" / "x").write_bytes(b"tmp")
     assert inspect_output(partial) is OutputState.PARTIAL
     assert prepare_output(partial, manifest.recipe_digest) == "build"
-    assert inspect_output(partial) is OutputState.EMPTY
+    assert [p.relative_to(partial).as_posix() for p in Path(partial).rglob("*") if p.is_file()] == [
+        "_work/output.json"
+    ]
 
     assert prepare_output(out, manifest.recipe_digest) == "complete"
     with pytest.raises(OutputExistsError) as caught:
@@ -353,12 +357,14 @@ def test_prepare_output_keeps_a_partial_output_locked_by_another_run(tmp_path):
 def test_prepare_output_cleans_a_partial_output_under_its_own_lock(tmp_path):
     out = str(tmp_path / "out")
     acquire_lock(out, "my-run")
+    claim_output(out, "my-run")
     Path(out, "train-00000-of-00001.tfrecord").write_bytes(b"left by a crash")
     assert prepare_output(out, "0" * 64, run_id="my-run") == "build"
-    assert os.listdir(out) == ["_BUILDING"]
+    assert sorted(os.listdir(out)) == ["_BUILDING", "_work"]
 
 
 def test_prepare_output_never_cleans_a_folder_holding_foreign_files(tmp_path):
+    claim_output(str(tmp_path))  # even in an output a build of it wrote to
     (tmp_path / "train-00000-of-00002.tfrecord").write_bytes(b"half")
     (tmp_path / "notes.txt").write_text("someone's work")
     with pytest.raises(OutputExistsError, match="files that no build writes"):

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import time
 
+from unibed.flows.stages import StageFailed
 from unibed.schemas.errors import SchemaError
+
+CLI_FORCE_OPTION = "--force-unlock"
 
 
 def add_build_parsers(sub) -> None:
@@ -15,6 +18,9 @@ def add_build_parsers(sub) -> None:
     p.add_argument("--recipe", default="recipes/sample.yaml")
     p.add_argument("--output", help="override the recipe's output (folder or gs:// URL)")
     _add_source_flag(p)
+    p.add_argument("--force-unlock", action="store_true",
+                   help="break the output's build lock even when this host cannot tell its run is over "
+                        "(a run on another host): only when you know no build is writing the output")
     add_runner_flags(p.add_argument_group("Beam runner (see unibed/dataplane/build/runner_options.py)"))
     p.set_defaults(func=cmd_build)
 
@@ -79,13 +85,29 @@ def cmd_build(args) -> int:
     # the flow's own parameter check, before Prefect starts; the checked recipe is passed on
     recipe, _ = check_parameters(args.recipe, args.output, parse_sources(args.source), runner, options)
     start = time.perf_counter()
-    result = build_dataset_flow(recipe=recipe, runner=runner, runner_options=options)
+    try:
+        result = build_dataset_flow(recipe=recipe, runner=runner, runner_options=options,
+                                    force_unlock=getattr(args, "force_unlock", False))
+    except StageFailed as e:
+        raise for_cli(e) from e
     print(f"\ndataset {result['status']} at {result['output']} ({time.perf_counter() - start:.0f}s): "
           f"{result['num_classes']} classes, records " + ", ".join(f"{k}={v}" for k, v in result["records"].items()))
     print(accounting_text(accounting_rows(read_manifest(result["output"]))))
     print(f"manifest: {result['output']}/manifest.json; reports: " + ", ".join(
         ["label_map.csv", *result["reports"].values()]))
     return 0
+
+
+def for_cli(failure: StageFailed) -> StageFailed:
+    """The failure as a CLI user reads it: a lock refusal names --force-unlock,
+    not the flow's parameter."""
+    from unibed.dataplane.build.lock import OutputLockedError, locked_error
+
+    cause = failure.cause
+    if not isinstance(cause, OutputLockedError) or not hasattr(cause, "holder"):
+        return failure
+    cli_cause = locked_error(cause.output_dir, cause.holder, force_option=CLI_FORCE_OPTION)
+    return StageFailed(failure.flow, failure.stage, failure.inputs, cli_cause)
 
 
 def cmd_plan(args) -> int:

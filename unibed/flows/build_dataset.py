@@ -19,7 +19,9 @@ Resilience:
 - the output's `_BUILDING` lock keeps a second build out (refused, naming the
   holder). A lock left by a killed run on this host is broken when its
   process is gone, one from a Prefect flow run that has finished is broken
-  too; otherwise `force_unlock=true` breaks it;
+  too; otherwise `force_unlock=true` breaks it (`unibed build --force-unlock`);
+- only an empty output or one a unibed build claimed is built into or cleaned;
+  an output holding a source or inside one is a bad parameter (output.check_apart);
 - a failing stage ends the run with "build-dataset: stage S failed for
   output O (recipe R): cause" (unibed/flows/stages.py).
 """
@@ -36,7 +38,13 @@ from prefect.cache_policies import NO_CACHE
 from unibed.dataplane import storage
 from unibed.dataplane.build import lock
 from unibed.dataplane.build.accounting import accounting_markdown, accounting_rows
-from unibed.dataplane.build.launcher import BuildHooks, build_dataset, recipe_locations
+from unibed.dataplane.build.launcher import (
+    BuildHooks,
+    build_dataset,
+    recipe_inputs,
+    recipe_locations,
+)
+from unibed.dataplane.build.output import check_apart
 from unibed.dataplane.build.runner_options import RunnerConfig, check_locations, runner_config
 from unibed.dataplane.recipes import load_recipe
 from unibed.flows import artifacts
@@ -91,6 +99,7 @@ def check_parameters(recipe: str | Recipe, output: str | None, sources: dict[str
     spec = _recipe(recipe, output, sources)
     try:
         check_locations(config, recipe_locations(spec))
+        check_apart(spec.output, recipe_inputs(spec))
     except (SchemaError, ValueError) as e:
         raise ParameterError(FLOW, "sources/output", str(e)) from None
     return spec, config

@@ -1,6 +1,7 @@
 """The one build sequence, which tests, benchmarks and the Prefect flow all run:
 
-    plan            metadata only: indexes, selection, label map (bad sources fail here)
+    plan            metadata only: indexes, selection, label map (bad sources fail here,
+                    as does an output that holds a source or lies inside one)
     lock            the output's build lock (lock.py)
     prepare-output  "build", "resume" (the Beam stage finished earlier) or "complete" (output.py)
     beam-build      the Beam pipeline -> shards + side products (pipeline.py)
@@ -110,6 +111,7 @@ def _beam_stage(plan: BuildPlan, runner: Runner, todo: str, hooks: BuildHooks) -
 
 def plan_build(recipe: Recipe, log: Callable[[str], None] = _LOG.info) -> BuildPlan:
     """Everything decided from metadata, before any image is read."""
+    output.check_apart(recipe.output, recipe_inputs(recipe))
     indexes = {s.name: open_index(s.name, s.location, s.layout) for s in recipe.sources}
     selections, label_map = select(recipe, indexes)
     for selection in selections:
@@ -123,6 +125,13 @@ def recipe_locations(recipe: Recipe) -> dict[str, str]:
     """Every location the Beam workers read or write, by what it is (exclusion
     sets are read by the launcher while it builds the graph)."""
     return {**{f"source {s.name}": s.location for s in recipe.sources}, "output": recipe.output}
+
+
+def recipe_inputs(recipe: Recipe) -> dict[str, str]:
+    """Every location the build reads, by what it is: none may hold the output
+    or lie inside it (output.check_apart)."""
+    exclusions = {f"exclusion set {where}": where for where in recipe.dedup.exclusion_sets}
+    return {**{f"source {s.name}": s.location for s in recipe.sources}, **exclusions}
 
 
 def run_beam_stage(plan: BuildPlan, runner: Runner = None, log: Callable[[str], None] = _LOG.info) -> dict[str, int]:

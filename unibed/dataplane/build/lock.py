@@ -22,6 +22,9 @@ from unibed.dataplane import storage
 
 _LOG = logging.getLogger(__name__)
 LOCK = "_BUILDING"
+# how a caller breaks a lock it knows is stale: the flow's parameter by default;
+# the CLI names its own flag (unibed/cli/build.py)
+FLOW_FORCE_OPTION = "force_unlock=true (flow parameter)"
 
 
 class OutputLockedError(RuntimeError):
@@ -103,12 +106,15 @@ def lock_holder(output_dir: str) -> str | None:
     return storage.read_text(path).strip() if storage.exists(path) else None
 
 
-def locked_error(output_dir: str, holder: str) -> OutputLockedError:
-    return OutputLockedError(
+def locked_error(output_dir: str, holder: str, force_option: str = FLOW_FORCE_OPTION) -> OutputLockedError:
+    """The refusal, naming `force_option`: how the caller's user breaks a stale lock."""
+    error = OutputLockedError(
         f"{output_dir} is locked by build run {holder!r} ({LOCK}): another build is writing it. "
-        f"If no such build is running, rerun with force_unlock=true (flow) or delete "
+        f"If no such build is running, rerun with {force_option} or delete "
         f"{storage.join(output_dir, LOCK)}"
     )
+    error.output_dir, error.holder = output_dir, holder
+    return error
 
 
 def acquire(output_dir: str, run_id: str, holder_gone: Callable[[str], str | None] = lambda holder: None,

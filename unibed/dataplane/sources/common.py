@@ -63,18 +63,39 @@ def file_stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
 
-def int_text(value: str) -> str | None:
-    """A non-negative integer id in canonical text form, or None when `value` is not one."""
-    return str(int(value)) if _DIGITS.fullmatch(value) else None
-
-
 # --- CSV -----------------------------------------------------------------------
+
+MAX_ID_DIGITS = 18  # any 18 digits fit an int64; real class/landmark ids have at most 6
+# One CSV record's text. GLDv2's largest train_clean.csv row (one landmark's ids,
+# 17 characters each) is well under 1 MB; a bigger record is a broken file, and
+# must not cost memory.
+MAX_RECORD_CHARS = 4 << 20
+# A quoted field may span lines; one still open after this many is an unclosed quote.
+MAX_RECORD_LINES = 16
+QUOTE_CHARS = 200  # how much of an offending text a rejection's detail quotes
+
+
+def quoted(text: str, limit: int = QUOTE_CHARS) -> str:
+    """`text` for a rejection's detail: its repr, cut to `limit` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def int_text(value: str) -> str | None:
+    """A non-negative integer id of at most MAX_ID_DIGITS digits in canonical text
+    form, or None when `value` is not one. Never calls int(): Python refuses to
+    convert over 4,300 digits, and no dataset has an id anywhere near that long."""
+    if not _DIGITS.fullmatch(value):
+        return None
+    digits = value.lstrip("0") or "0"
+    return digits if len(digits) <= MAX_ID_DIGITS else None
 
 
 @dataclass(frozen=True)
 class CsvRow:
     path: str
-    line: int
+    line: int  # the record's first line
     values: dict[str, str]  # column -> stripped text
 
     @property
@@ -86,52 +107,169 @@ class CsvRow:
 
 
 def iter_csv(path: str, required: Sequence[str], source: str) -> Iterator[CsvRow | Rejection]:
-    """Rows of a CSV with a header, by column name, each with its line number.
+    """Rows of a CSV with a header, by column name, each with its first line number.
 
     A missing file, an empty file or a header without a required column makes
-    the file unusable (SourceLayoutError); a row with the wrong number of
-    fields is a MALFORMED_ROW rejection and the rest goes on.
+    the file unusable (SourceLayoutError). A record that is not a row - the
+    wrong number of fields, a quote never closed, a record over
+    MAX_RECORD_CHARS characters or MAX_RECORD_LINES lines - is a MALFORMED_ROW
+    at its first line, and reading resumes on the line after that one, so an
+    unclosed quote costs one row, not the rest of the file.
     """
     if not storage.exists(path):
         raise SourceLayoutError(path, f"missing file (needs columns {','.join(required)})")
     with storage.open_read(path) as raw:
         # utf-8-sig: spreadsheet exports often start with a BOM
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.reader(text)
-        # GLDv2's train_clean.csv lists every image of a landmark in one field
-        # (megabytes for the largest); the csv module's default cap is 128 KiB.
-        csv.field_size_limit(2**31 - 1)
-        header = [column.strip() for column in next(reader, [])]
-        missing = [column for column in required if column not in header]
-        if missing:
-            raise SourceLayoutError(
-                path,
-                f"header {','.join(header)!r} lacks required column(s) {', '.join(missing)}",
-                line=1,
+        # the reader's own cap on a field; the feed already bounds each record
+        csv.field_size_limit(MAX_RECORD_CHARS)
+        records = _records(_LineFeed(text))
+        header = _header(path, next(records, None), required)
+        for line, fields, problem in records:
+            if problem:
+                yield Rejection(source, "", RejectReason.MALFORMED_ROW, problem, f"{path}:{line}")
+            elif fields:  # else a blank line
+                values = {column: value.strip() for column, value in zip(header, fields)}
+                yield CsvRow(path, line, values)
+
+
+def _header(
+    path: str, record: tuple[int, list[str], str] | None, required: Sequence[str]
+) -> list[str]:
+    line, fields, problem = record or (1, [], "")
+    if problem:
+        raise SourceLayoutError(path, f"unreadable header: {problem}", line=line)
+    header = [column.strip() for column in fields]
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise SourceLayoutError(
+            path,
+            f"header {quoted(','.join(header))} lacks required column(s) {', '.join(missing)}",
+            line=line,
+        )
+    return header
+
+
+def _records(feed: _LineFeed) -> Iterator[tuple[int, list[str], str]]:
+    """The header's record, then per record (first line, fields, "") or
+    (first line, [], why it is no row)."""
+    reader = csv.reader(feed)
+    header: list[str] | None = None
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            yield feed.reject(f"unreadable CSV record ({e}): {feed.quoted()}")
+            continue
+        except _RecordTooLong as e:
+            yield feed.reject(str(e))
+            continue
+        if feed.ran_out:
+            yield feed.reject(
+                f"a quote opened here is never closed (it runs to the end of the file): "
+                f"{feed.quoted()}"
             )
-        for fields in _checked(reader, path):
-            if not fields:
-                continue  # blank line
-            if len(fields) != len(header):
-                yield Rejection(
-                    source,
-                    "",
-                    RejectReason.MALFORMED_ROW,
-                    f"expected {len(header)} fields ({','.join(header)}), "
-                    f"got {len(fields)}: {','.join(fields)!r}",
-                    f"{path}:{reader.line_num}",
-                )
-                continue
-            values = {column: value.strip() for column, value in zip(header, fields)}
-            yield CsvRow(path, reader.line_num, values)
+        elif header is not None and fields and len(fields) != len(header):
+            yield feed.reject(
+                f"expected {len(header)} fields ({','.join(header)}), "
+                f"got {len(fields)}: {quoted(','.join(fields))}"
+            )
+        else:
+            if header is None:
+                header = [column.strip() for column in fields]
+            yield feed.accept(), fields, ""
 
 
-def _checked(reader, path: str) -> Iterator[list[str]]:
-    """The reader's rows; a row the csv module cannot parse names its line."""
-    try:
-        yield from reader
-    except csv.Error as e:
-        raise SourceLayoutError(path, f"unreadable CSV: {e}", line=reader.line_num) from None
+def iter_lines(path: str) -> Iterator[_Line]:
+    """A text file's lines as (number, text, length), none held over
+    MAX_RECORD_CHARS characters (the text of a longer one is its head)."""
+    with storage.open_read(path) as raw:
+        feed = _LineFeed(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
+        while (line := feed.read_line()) is not None:
+            yield line
+
+
+class _RecordTooLong(Exception):
+    """Raised by the feed inside csv.reader; the message is the rejection's detail."""
+
+
+# A line of the file: (number, text, length). The text of a line over
+# MAX_RECORD_CHARS is its first QUOTE_CHARS characters. (A plain tuple: one per line.)
+_Line = tuple[int, str, int]
+
+
+class _LineFeed:
+    """csv.reader's input: the file's lines, none held over MAX_RECORD_CHARS
+    characters. It keeps the lines of the record being parsed, so a bad record
+    is reported at its first line and its later lines are read again as rows."""
+
+    def __init__(self, text: io.TextIOBase):
+        self._readline = text.readline
+        self._lines_read = 0
+        self._replay: list[_Line] = []  # lines to give again, last first
+        self._record: list[_Line] = []  # the lines of the record being parsed
+        self._record_chars = 0
+        self.ran_out = False  # the file ended inside a record (an unclosed quote)
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        record = self._record
+        if record and (len(record) >= MAX_RECORD_LINES or self._record_chars > MAX_RECORD_CHARS):
+            raise _RecordTooLong(
+                f"a quote opened here is still open after {len(record)} lines "
+                f"({self._record_chars} characters; limits {MAX_RECORD_LINES} lines, "
+                f"{MAX_RECORD_CHARS} characters): {self.quoted()}"
+            )
+        line = self._replay.pop() if self._replay else self.read_line()
+        if line is None:
+            self.ran_out = bool(record)
+            raise StopIteration
+        record.append(line)
+        number, text, length = line
+        self._record_chars += length
+        if length > MAX_RECORD_CHARS:
+            raise _RecordTooLong(self._too_long(number, text, length))
+        return text
+
+    def _too_long(self, number: int, head: str, length: int) -> str:
+        what = f"{length} characters long (limit {MAX_RECORD_CHARS}): {quoted(head)}"
+        if number == self._record[0][0]:
+            return f"line is {what}"
+        return f"a quote opened here runs on into line {number}, which is {what}"
+
+    def read_line(self) -> _Line | None:
+        """The next line of the file, None at its end."""
+        text = self._readline(MAX_RECORD_CHARS + 1)
+        if not text:
+            return None
+        self._lines_read += 1
+        if len(text) <= MAX_RECORD_CHARS or text[-1] in "\r\n":
+            return self._lines_read, text, len(text)
+        # over the limit: keep its head for the detail, skip the rest unread into memory
+        length = len(text)
+        while (chunk := self._readline(1 << 20)) and chunk[-1] not in "\r\n":
+            length += len(chunk)
+        return self._lines_read, text[:QUOTE_CHARS], length + len(chunk.rstrip("\r\n"))
+
+    def quoted(self) -> str:
+        return quoted("".join(text for _, text, _ in self._record))
+
+    def accept(self) -> int:
+        """The record was a row: its first line."""
+        first = self._record[0][0] if self._record else self._lines_read
+        self._record.clear()
+        self._record_chars = 0
+        return first
+
+    def reject(self, problem: str) -> tuple[int, list[str], str]:
+        """The record was no row: reading resumes at its second line."""
+        self._replay.extend(reversed(self._record[1:]))
+        self.ran_out = False
+        return self.accept(), [], problem
 
 
 class Listing:

@@ -12,7 +12,8 @@ Bad metadata policy (docs/layouts.md "Bad metadata policy"):
 - no images_*.tar, a missing CSV, a header without its required columns, or
   an md5 file without a `<md5> <tar name>` line -> SourceLayoutError naming the file;
 - a row with the wrong field count, an id that is not 16 lowercase hex
-  characters, a non-integer landmark_id -> MALFORMED_ROW at path:line (for
+  characters, a landmark_id that is not an integer of at most 18 digits
+  -> MALFORMED_ROW at path:line (for
   train_clean.csv and train_label_to_category.csv too: the row, or the one
   bad id of a clean row, is left out);
 - an id listed twice in train.csv -> the first row wins, later rows DUPLICATE_ID;
@@ -49,6 +50,7 @@ from unibed.dataplane.sources.base import (
     SourceIndex,
 )
 from unibed.dataplane.sources.common import (
+    MAX_ID_DIGITS,
     CsvRow,
     Listing,
     Md5Reader,
@@ -57,6 +59,7 @@ from unibed.dataplane.sources.common import (
     int_text,
     iter_csv,
     no_layout_found,
+    quoted,
 )
 from unibed.schemas.errors import ChecksumError, SourceLayoutError
 from unibed.schemas.source_record import (
@@ -152,7 +155,10 @@ def _image_or_rejection(tar_path: str, member: TarMember, index: SourceIndex) ->
 def _landmark(row: CsvRow, rejections: list[Rejection], image_id: str = "") -> str | None:
     label = int_text(row.values["landmark_id"])
     if label is None:
-        detail = f"landmark_id is not an integer: {row.values['landmark_id']!r}"
+        detail = (
+            f"landmark_id is not an integer of at most {MAX_ID_DIGITS} digits: "
+            f"{quoted(row.values['landmark_id'])}"
+        )
         rejections.append(row.malformed(SOURCE, detail, image_id))
     return label
 
@@ -171,7 +177,7 @@ def _read_train_csv(path: str) -> tuple[Listing, list[Rejection]]:
     for row in _rows(path, ("id", "url", "landmark_id"), rejections):
         image_id = row.values["id"]
         if not _ID.fullmatch(image_id):
-            rejections.append(row.malformed(SOURCE, f"id is not 16 lowercase hex: {image_id!r}"))
+            rejections.append(row.malformed(SOURCE, f"id is not 16 lowercase hex: {quoted(image_id)}"))
         elif (label := _landmark(row, rejections, image_id)) is not None:
             listing.add(image_id, sys.intern(label), row.where)
     return listing, rejections
@@ -186,7 +192,7 @@ def _read_clean_csv(path: str, rejections: list[Rejection]) -> frozenset[str]:
             if _ID.fullmatch(image_id):
                 clean.add(image_id)
             else:
-                detail = f"id is not 16 lowercase hex: {image_id!r}; the rest of the row is used"
+                detail = f"id is not 16 lowercase hex: {quoted(image_id)}; the rest of the row is used"
                 rejections.append(row.malformed(SOURCE, detail))
     return frozenset(clean)
 

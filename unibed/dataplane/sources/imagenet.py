@@ -36,7 +36,6 @@ Bad metadata policy (docs/layouts.md "Bad metadata policy"):
 
 from __future__ import annotations
 
-import io
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -51,12 +50,15 @@ from unibed.dataplane.sources.base import (
     SourceIndex,
 )
 from unibed.dataplane.sources.common import (
+    MAX_RECORD_CHARS,
     Listing,
     batched,
     check_layout,
     file_stem,
     iter_csv,
+    iter_lines,
     no_layout_found,
+    quoted,
     read_file_batch,
     require_file,
     unnamed_file,
@@ -115,20 +117,22 @@ def _read_synset_mapping(path: str) -> tuple[dict[str, str], list[Rejection]]:
     """wnid -> description, in file order, and the lines that are not `wnid description`."""
     names: dict[str, str] = {}
     rejections: list[Rejection] = []
-    with storage.open_read(path) as raw:
-        for line_no, line in enumerate(io.TextIOWrapper(raw, "utf-8", errors="replace"), 1):
-            fields = line.split(maxsplit=1)
-            if not fields:
-                continue
-            where = f"{path}:{line_no}"
-            if len(fields) != 2 or not _WNID.fullmatch(fields[0]):
-                detail = f"expected '<wnid> <description>', got {line.strip()!r}"
-            elif fields[0] in names:
-                detail = f"wnid {fields[0]} listed again; its first line wins"
-            else:
-                names[fields[0]] = fields[1].strip()
-                continue
-            rejections.append(Rejection(SOURCE, "", RejectReason.MALFORMED_ROW, detail, where))
+    for line_no, line, length in iter_lines(path):
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        if length > MAX_RECORD_CHARS:
+            detail = f"line is {length} characters long (limit {MAX_RECORD_CHARS}): {quoted(line)}"
+        elif len(fields) != 2 or not _WNID.fullmatch(fields[0]):
+            detail = f"expected '<wnid> <description>', got {quoted(line.strip())}"
+        elif fields[0] in names:
+            detail = f"wnid {fields[0]} listed again; its first line wins"
+        else:
+            names[fields[0]] = fields[1].strip()
+            continue
+        rejections.append(
+            Rejection(SOURCE, "", RejectReason.MALFORMED_ROW, detail, f"{path}:{line_no}")
+        )
     return names, rejections
 
 
@@ -277,10 +281,10 @@ def _read_val_solution(path: str, listing: Listing, rejections: list[Rejection])
         image_id = row.values["ImageId"]
         wnid = (row.values["PredictionString"].split() or [""])[0]
         if not image_id:
-            rejections.append(row.malformed(SOURCE, f"empty ImageId: {row.values}"))
+            rejections.append(row.malformed(SOURCE, f"empty ImageId: {quoted(str(row.values))}"))
         elif not _WNID.fullmatch(wnid):
             detail = (
-                f"PredictionString does not start with a wnid: {row.values['PredictionString']!r}"
+                f"PredictionString does not start with a wnid: {quoted(row.values['PredictionString'])}"
             )
             rejections.append(row.malformed(SOURCE, detail, image_id))
         elif listing.add(image_id, wnid, row.where):

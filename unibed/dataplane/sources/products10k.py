@@ -8,8 +8,9 @@ listed images: batches of up to FILES_PER_UNIT files or zip members.
 Bad metadata policy (docs/layouts.md "Bad metadata policy"):
 - neither train/ files nor train.zip, a missing train.csv or a header
   without name, class, group -> SourceLayoutError naming the file;
-- a row with the wrong field count, an empty name or one with a path in it,
-  a non-integer class or group -> MALFORMED_ROW at path:line;
+- a row with the wrong field count, an empty name, one with a path in it or
+  over 255 characters, a class or group that is not an integer of at most 18
+  digits -> MALFORMED_ROW at path:line (details quote at most 200 characters);
 - a name listed twice -> the first row wins, later rows DUPLICATE_ID;
   likewise a zip holding the same name twice (`train/x` and `x`);
 - a listed name with no file -> MISSING_IMAGE (base.iter_source);
@@ -42,12 +43,14 @@ from unibed.dataplane.sources.base import (
     SourceIndex,
 )
 from unibed.dataplane.sources.common import (
+    MAX_ID_DIGITS,
     Listing,
     batched,
     check_layout,
     int_text,
     iter_csv,
     no_layout_found,
+    quoted,
     read_file_batch,
     require_file,
     unnamed_file,
@@ -67,6 +70,7 @@ TRAIN_CSV = "train.csv"
 TRAIN_DIR = "train"
 TRAIN_ZIP = "train.zip"
 FILES_PER_UNIT = 1000
+MAX_NAME_CHARS = 255  # a file name's limit on common file systems
 
 
 def open_index(root: str, layout: str | None = None) -> SourceIndex:
@@ -124,10 +128,13 @@ def _read_train_csv(path: str) -> tuple[Listing, dict[str, ClassInfo], list[Reje
             continue
         name = row.values["name"]
         label, group = int_text(row.values["class"]), int_text(row.values["group"])
-        if not name or name != posixpath.basename(name) or "\\" in name or name in (".", ".."):
-            rejections.append(row.malformed(SOURCE, f"name must be a plain file name: {name!r}"))
+        if not _plain_file_name(name):
+            rejections.append(row.malformed(SOURCE, f"name must be a plain file name: {quoted(name)}"))
         elif label is None or group is None:
-            detail = f"class and group must be integers: {row.values['class']!r}, {row.values['group']!r}"
+            detail = (
+                f"class and group must be integers of at most {MAX_ID_DIGITS} digits: "
+                f"{quoted(row.values['class'])}, {quoted(row.values['group'])}"
+            )
             rejections.append(row.malformed(SOURCE, detail, name))
         elif listing.add(name, sys.intern(label), row.where):
             groups.setdefault(label, group)
@@ -137,6 +144,15 @@ def _read_train_csv(path: str) -> tuple[Listing, dict[str, ClassInfo], list[Reje
         for label, group in sorted(groups.items(), key=lambda item: int(item[0]))
     }
     return listing, classes, rejections
+
+
+def _plain_file_name(name: str) -> bool:
+    return (
+        0 < len(name) <= MAX_NAME_CHARS
+        and name == posixpath.basename(name)
+        and "\\" not in name
+        and name not in (".", "..")
+    )
 
 
 def _unlabelled(name: str, where: str, why: str) -> Rejection:
