@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from unibed.schemas.errors import SchemaError, describe_validation_error
 from unibed.schemas.source_record import SOURCES
@@ -48,10 +49,12 @@ def _only_numbers(value):
     """Pydantic's lax mode reads true as 1 and "10" as 10; in a recipe both are mistakes
     (YAML 1.1 reads yes/no/on/off as booleans: `per_class_cap: yes` would mean 1)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a number, got the boolean {str(value).lower()} "
-                         "(YAML reads true/false/yes/no/on/off as booleans)")
+        raise PydanticCustomError("number_type", "must be a number, got the boolean {value} (YAML "
+                                  "reads true/false/yes/no/on/off as booleans)",
+                                  {"value": str(value).lower()})
     if isinstance(value, str):
-        raise ValueError(f"must be a number, got the string {value!r}")
+        raise PydanticCustomError("number_type", "must be a number, got the string {value}",
+                                  {"value": repr(value)})
     return value
 
 
