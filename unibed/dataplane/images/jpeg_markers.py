@@ -3,14 +3,16 @@
 Two walks over the same structure, for two jobs:
 - `jpeg_without_metadata`: strict. It rebuilds the file minus its metadata, so it gives up
   (None) on anything it does not fully understand.
-- `count_scans`: lenient, as libjpeg's marker reader is. It bounds decoding work before
+- `count_markers`: lenient, as libjpeg's marker reader is. It bounds decoding work before
   decoding, so it must never count fewer scans than libjpeg would decode.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+JPEG_START = b"\xff\xd8\xff"  # SOI and the next marker: how Pillow recognises a JPEG
 _SOI, _EOI_BYTES = b"\xff\xd8", b"\xff\xd9"
 _EOI, _SOS, _COM = 0xD9, 0xDA, 0xFE
 _STORABLE_FRAMES = {0xC0, 0xC2}  # SOF0 baseline, SOF2 progressive (Huffman, 8-bit)
@@ -27,22 +29,33 @@ _MARKER_AFTER_SCAN = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
 _NEXT_MARKER = re.compile(rb"\xff+([^\x00\xff])")
 
 
-def count_scans(data: bytes, stop_after: int) -> int:
-    """Start-of-scan segments in the first image of the JPEG `data`, counted up to
-    `stop_after` + 1 (the walk stops there: a hostile file may hold millions).
+@dataclass(frozen=True, slots=True)
+class MarkerCounts:
+    scans: int  # start-of-scan segments
+    markers: int  # every marker, scans included
+    header_skipped: int  # fill and garbage bytes before the first scan
+
+
+def count_markers(data: bytes, max_scans: int, max_markers: int) -> MarkerCounts:
+    """The markers of the first image of the JPEG `data`, counted until either count
+    passes its maximum (the walk stops there: a hostile file may hold millions).
 
     libjpeg decodes every scan, each a pass over every block of its components, even a
-    scan with no data: so a small file of thousands of scans costs minutes. Counted as
-    libjpeg reads: markers found past garbage, segments skipped by their length, the
-    entropy-coded data after a SOS skipped up to the next marker that is not a restart;
-    up to EOI or the end of the data (a truncated file is decoded up to there, too).
-    A marker libjpeg fails at is walked past, so the count is never below libjpeg's."""
-    scans, pos = 0, len(_SOI)
-    while scans <= stop_after:
+    scan with no data: so a small file of thousands of scans costs minutes. Every marker
+    costs a Python loop turn here and in Pillow's header parser, and so does every byte
+    that parser skips before the first scan. Counted as libjpeg reads: markers found past
+    garbage, segments skipped by their length, the entropy-coded data after a SOS skipped
+    up to the next marker that is not a restart; up to EOI or the end of the data (a
+    truncated file is decoded up to there, too). A marker libjpeg fails at is walked past,
+    so no count is below libjpeg's."""
+    scans, markers, skipped, pos = 0, 0, 0, len(_SOI)
+    while scans <= max_scans and markers <= max_markers:
         found = _NEXT_MARKER.search(data, pos)
         if found is None or found[1][0] == _EOI:
             break
-        marker, pos = found[1][0], found.end()
+        if not scans:  # garbage up to the marker, fill bytes before its last 0xFF
+            skipped += found.end() - 2 - pos
+        marker, pos, markers = found[1][0], found.end(), markers + 1
         if marker in _STANDALONE:  # RSTn, TEM, a repeated SOI: nothing to skip
             continue
         # A length below 2 skips only itself: libjpeg goes on after it (APPn, COM).
@@ -53,7 +66,7 @@ def count_scans(data: bytes, stop_after: int) -> int:
             if after_scan is None:
                 break
             pos = after_scan.start()
-    return scans
+    return MarkerCounts(scans, markers, skipped)
 
 
 def jpeg_without_metadata(data: bytes) -> bytes | None:

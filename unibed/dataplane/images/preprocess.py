@@ -14,9 +14,10 @@ the metadata segments removed: no generation loss, no encoding. Anything else is
 decoded, normalised and encoded as a baseline JPEG at `spec.jpeg_quality`.
 
 Decoding work is bounded before decoding: pixels from the header (`spec.max_pixels`, and
-Pillow's bomb limit), a JPEG's scans from its markers (JPEG_MAX_SCANS: each scan is a pass
-over the whole image). Other formats' decoding is linear in pixels and bytes: only the
-first frame of a GIF, APNG, WebP or TIFF is decoded, and Pillow caps PNG text chunks.
+Pillow's bomb limit); a JPEG's scans (JPEG_MAX_SCANS: each scan is a pass over the whole
+image), markers and skipped bytes, counted before Pillow parses its header. Other
+formats' decoding is linear in pixels and bytes: only the first frame of a GIF, APNG, WebP
+or TIFF is decoded, and Pillow caps PNG text chunks.
 
 Speed: JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales in the DCT domain), so
 a large photo is never decoded at full size, and under "pow2" most are not resampled at
@@ -34,7 +35,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import ExifTags, Image
 
-from unibed.dataplane.images.jpeg_markers import count_scans, jpeg_without_metadata
+from unibed.dataplane.images.jpeg_markers import (
+    JPEG_START,
+    count_markers,
+    jpeg_without_metadata,
+)
 from unibed.dataplane.images.phash import phash
 from unibed.schemas.recipe import ImageSpec
 from unibed.schemas.source_record import RejectReason
@@ -52,6 +57,15 @@ _JPEG_MAX_SIDE = 65_500  # libjpeg cannot encode a larger side
 # colour photo (6 for grey, 18 for CMYK); 100 is libtiff's and GDAL's default cap for this
 # very attack (LIBTIFF_JPEG_MAX_ALLOWED_SCAN_NUMBER, GDAL_JPEG_MAX_ALLOWED_SCAN_NUMBER).
 JPEG_MAX_SCANS = 100
+# Each marker costs a turn of a Python loop in Pillow's header parser (2.5 million 4-byte
+# COM segments in 10 MB: 4.4 s). A photo has a few dozen; a progressive one at the scan
+# limit about 200 (a Huffman table segment per scan); extended XMP and ICC profiles add
+# one per 64 KB. 10,000 leaves room for all of them.
+JPEG_MAX_MARKERS = 10_000
+# Pillow's header parser also reads byte by byte what libjpeg skips before the first scan:
+# fill 0xFFs and garbage (10 MB of 0xFF: 6 s). A photo has none or a few bytes (a wrong
+# APPn length leaves its tail); 1 MiB costs Pillow about 0.6 s.
+JPEG_MAX_HEADER_SKIPPED = 1 << 20
 
 # The resize of resize="exact" is its largest cost after decoding (Pillow's resampler is
 # not vectorised), which is why "pow2" avoids it. BICUBIC takes ~75% of LANCZOS's time
@@ -103,6 +117,9 @@ def preprocess(data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
     """The stored image and hashes of one input image, or why it cannot be used."""
     if not data:
         return Rejected(RejectReason.EMPTY_FILE, "0 bytes")
+    too_costly = _jpeg_too_costly(data)  # before Pillow's header parser walks the markers
+    if too_costly is not None:
+        return too_costly
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except _BOMB as e:
@@ -116,12 +133,31 @@ def preprocess(data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
         return _process(image, data, spec)
 
 
+def _jpeg_too_costly(data: bytes) -> Rejected | None:
+    if not data.startswith(JPEG_START):
+        return None
+    counts = count_markers(data, JPEG_MAX_SCANS, JPEG_MAX_MARKERS)
+    name = f"JPEG of {len(data):,} bytes"
+    if counts.scans > JPEG_MAX_SCANS:
+        return Rejected(RejectReason.DECODE_TOO_COSTLY,
+                        f"{name}: more than {JPEG_MAX_SCANS} scans (a progressive photo has 10); "
+                        "each scan is a decoding pass over the whole image")
+    if counts.markers > JPEG_MAX_MARKERS:
+        return Rejected(RejectReason.DECODE_TOO_COSTLY,
+                        f"{name}: more than {JPEG_MAX_MARKERS:,} markers (a photo has a few dozen)")
+    if counts.header_skipped > JPEG_MAX_HEADER_SKIPPED:
+        return Rejected(RejectReason.DECODE_TOO_COSTLY,
+                        f"{name}: {counts.header_skipped:,} fill or garbage bytes between the "
+                        f"markers before its first scan (more than {JPEG_MAX_HEADER_SKIPPED:,})")
+    return None
+
+
 def _process(image: Image.Image, data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
     width, height = image.size  # from the header: nothing is decoded yet
     name = f"{image.format} {width}x{height}"
     factor = _reduction_factor(min(width, height), spec.shorter_side)
     stored_size = _stored_size(width, height, factor, spec)
-    refused = _refused_before_decoding(image, data, stored_size, spec)
+    refused = _refused_before_decoding(image, stored_size, spec)
     if refused is not None:
         return refused
     source_mode = image.mode
@@ -158,9 +194,9 @@ def _process(image: Image.Image, data: bytes, spec: ImageSpec) -> ProcessedImage
     )
 
 
-def _refused_before_decoding(image: Image.Image, data: bytes, stored_size: tuple[int, int],
+def _refused_before_decoding(image: Image.Image, stored_size: tuple[int, int],
                              spec: ImageSpec) -> Rejected | None:
-    """Why `image` must not be decoded, judged from its header and markers alone."""
+    """Why `image` must not be decoded, judged from its header alone."""
     width, height = image.size
     name = f"{image.format} {width}x{height}"
     if width * height > spec.max_pixels:
@@ -171,10 +207,6 @@ def _refused_before_decoding(image: Image.Image, data: bytes, stored_size: tuple
     if max(stored_size) > _JPEG_MAX_SIDE:
         return Rejected(RejectReason.TOO_MANY_PIXELS,
                         f"{name}: stored {stored_size} exceeds JPEG's {_JPEG_MAX_SIDE}-px side")
-    if image.format in ("JPEG", "MPO") and count_scans(data, JPEG_MAX_SCANS) > JPEG_MAX_SCANS:
-        return Rejected(RejectReason.DECODE_TOO_COSTLY,
-                        f"{name}: more than {JPEG_MAX_SCANS} scans (a progressive photo has 10); "
-                        f"each scan is a decoding pass over the whole image")
     return None
 
 
