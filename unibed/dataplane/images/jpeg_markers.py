@@ -21,9 +21,10 @@ _STANDALONE = {0x00, 0x01, *range(0xD0, 0xD9), 0xFF}  # no length field (or not 
 _APPS = range(0xE0, 0xF0)
 # The two APPn segments that steer decoding (the colour transform libjpeg assumes).
 _DECODING_APPS = ((0xE0, b"JFIF\x00"), (0xEE, b"Adobe"))
-# The end of entropy-coded data: a 0xFF that is not a stuffed 0xFF00, a restart marker
-# (part of the data) or a fill byte before the next marker.
-_MARKER_AFTER_SCAN = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+# The end of entropy-coded data (at the match's start): a 0xFF that is not a stuffed 0xFF00,
+# a restart marker (part of the data) or a fill byte before the next marker. (A lookahead
+# instead of the second byte is 1.5 times slower.)
+_MARKER_AFTER_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 # The next marker as libjpeg's next_marker() finds it: any bytes up to a 0xFF are skipped
 # (with a warning, not an error), so are fill 0xFFs and a 0xFF00 pair.
 _NEXT_MARKER = re.compile(rb"\xff+([^\x00\xff])")
