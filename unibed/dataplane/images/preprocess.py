@@ -53,7 +53,7 @@ _BAD_INPUT = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.err
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _JPEG_MAX_SIDE = 65_500  # libjpeg cannot encode a larger side
 # Decoding a JPEG costs a pass over every block per scan, data or not: 5,000 empty scans
-# in 75 KB take seconds, in 10 MB hours. libjpeg's progression writes 10 scans for a
+# in 75 KB take seconds, in 10 MB up to an hour. libjpeg's progression writes 10 scans for a
 # colour photo (6 for grey, 18 for CMYK); 100 is libtiff's and GDAL's default cap for this
 # very attack (LIBTIFF_JPEG_MAX_ALLOWED_SCAN_NUMBER, GDAL_JPEG_MAX_ALLOWED_SCAN_NUMBER).
 JPEG_MAX_SCANS = 100
@@ -134,6 +134,7 @@ def preprocess(data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
 
 
 def _jpeg_too_costly(data: bytes) -> Rejected | None:
+    """Why the JPEG `data` must not be opened, judged from its markers; None if not a JPEG."""
     if not data.startswith(JPEG_START):
         return None
     counts = count_markers(data, JPEG_MAX_SCANS, JPEG_MAX_MARKERS)
