@@ -2,7 +2,8 @@
 
 Untrusted bytes (query uploads, folder galleries) go through the build's own
 per-image step, unibed.dataplane.images.preprocess: the same accepted formats, the pixel
-limit checked from the header before decoding (decompression bombs), truncated
+limit checked from the header before decoding (decompression bombs), a JPEG's scans
+counted from its markers before decoding (thousands of empty scans cost minutes), truncated
 data refused, EXIF orientation applied, alpha flattened on white, and the same
 stored-size reduction. So a query is seen exactly as a gallery image of the
 build was, and a bad file becomes a BadImage with the build's reason.

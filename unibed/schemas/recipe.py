@@ -17,7 +17,17 @@ import re
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from unibed.schemas.errors import SchemaError, describe_validation_error
 from unibed.schemas.source_record import SOURCES
@@ -35,6 +45,24 @@ def _check_location(value: str) -> str:
 StorageLocation = Annotated[str, AfterValidator(_check_location)]
 
 
+def _only_numbers(value):
+    """Pydantic's lax mode reads true as 1 and "10" as 10; in a recipe both are mistakes
+    (YAML 1.1 reads yes/no/on/off as booleans: `per_class_cap: yes` would mean 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "must be a number, got the boolean {value} (YAML "
+                                  "reads true/false/yes/no/on/off as booleans)",
+                                  {"value": str(value).lower()})
+    if isinstance(value, str):
+        raise PydanticCustomError("number_type", "must be a number, got the string {value}",
+                                  {"value": repr(value)})
+    return value
+
+
+# Every number of a recipe. A float with a fraction is no WholeNumber (288.0 is 288).
+WholeNumber = Annotated[int, BeforeValidator(_only_numbers)]
+Number = Annotated[float, BeforeValidator(_only_numbers)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,8 +76,8 @@ class ClassSelection(_Strict):
     """
 
     mode: Literal["all", "top_k"] = "all"
-    k: int | None = Field(default=None, gt=0)
-    min_images: int = Field(default=1, ge=1)
+    k: WholeNumber | None = Field(default=None, gt=0)
+    min_images: WholeNumber = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _k_matches_mode(self):
@@ -67,22 +95,22 @@ class SourceSpec(_Strict):
     subset: Literal["all", "clean"] = "all"  # gldv2: 'clean' = GLDv2-clean (train_clean.csv)
     splits: tuple[str, ...] = ("train",)  # the source's own splits to use
     classes: ClassSelection = ClassSelection()
-    per_class_cap: int | None = Field(default=None, gt=0)  # images kept per class at most
-    expect_classes: int | None = Field(default=None, gt=0)  # assert the class count (full data)
+    per_class_cap: WholeNumber | None = Field(default=None, gt=0)  # images kept per class at most
+    expect_classes: WholeNumber | None = Field(default=None, gt=0)  # assert the class count (full data)
 
 
 class SplitSpec(_Strict):
-    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    validation_fraction: Number = Field(default=0.1, ge=0.0, lt=1.0)
     salt: str = "unibed-split-v1"  # changes which images are held out, deterministically
 
 
 class DedupSpec(_Strict):
-    exact: bool = True  # drop byte-identical copies (sha256 of the published bytes)
+    exact: StrictBool = True  # drop byte-identical copies (sha256 of the published bytes)
     # drop images whose 64-bit pHash is within this Hamming distance of a kept
     # one; None turns the near-duplicate search off. 10: measured precision
     # 1.000 up to 10 on the sample (first false pair at 12), recall 0.77 vs
     # 0.73 at 8 (benchmarks/bench_dedup_threshold.py). pHash distances are even.
-    near_hamming_threshold: int | None = Field(default=10, ge=0, le=32)
+    near_hamming_threshold: WholeNumber | None = Field(default=10, ge=0, le=32)
     # images that no training image may near-duplicate (e.g. a benchmark's queries)
     exclusion_sets: tuple[StorageLocation, ...] = ()
 
@@ -101,25 +129,25 @@ class ImageSpec(_Strict):
     # "exact": resampled (BICUBIC) to a shorter side of exactly S.
     resize: Literal["pow2", "exact"] = "pow2"
     # S. 288 leaves room for 224-px random-resized crops with scale jitter at full resolution.
-    shorter_side: int = Field(default=288, ge=32, le=4096)
-    jpeg_quality: int = Field(default=90, ge=50, le=100)  # of re-encoded images, not as-is JPEGs
-    min_side: int = Field(default=32, ge=1)  # smaller inputs are rejected
-    max_pixels: int = Field(default=89_478_485, ge=1)  # Pillow's bomb limit; larger is rejected
+    shorter_side: WholeNumber = Field(default=288, ge=32, le=4096)
+    jpeg_quality: WholeNumber = Field(default=90, ge=50, le=100)  # of re-encoded images, not as-is JPEGs
+    min_side: WholeNumber = Field(default=32, ge=1)  # smaller inputs are rejected
+    max_pixels: WholeNumber = Field(default=89_478_485, ge=1)  # Pillow's bomb limit; larger is rejected
     # An input file or archive member larger than this is rejected (too_large) unread:
     # checked from the file size or member header before reading and while inflating
     # a zip member, so one member cannot take a worker's memory. 64 MiB is far above
     # any photo of the three sources yet keeps a worker's peak well under 1 GB.
-    max_input_bytes: int = Field(default=64 * 1024 * 1024, ge=1, strict=True)
+    max_input_bytes: WholeNumber = Field(default=64 * 1024 * 1024, ge=1)
 
 
 class ShardSpec(_Strict):
-    target_bytes: int = Field(default=150 * 1024 * 1024, ge=1024)
+    target_bytes: WholeNumber = Field(default=150 * 1024 * 1024, ge=1024)
     # shard counts are rounded up to a multiple of this (TPU hosts read evenly)
-    count_multiple: int = Field(default=8, ge=1)
+    count_multiple: WholeNumber = Field(default=8, ge=1)
 
 
 class Recipe(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Annotated[Literal[1], BeforeValidator(_only_numbers)] = SCHEMA_VERSION
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     sources: tuple[SourceSpec, ...] = Field(min_length=1)
     split: SplitSpec = SplitSpec()
@@ -127,7 +155,7 @@ class Recipe(_Strict):
     image: ImageSpec = ImageSpec()
     shards: ShardSpec = ShardSpec()
     output: StorageLocation
-    expect_classes: int | None = Field(default=None, gt=0)  # total, e.g. 17691
+    expect_classes: WholeNumber | None = Field(default=None, gt=0)  # total, e.g. 17691
 
     @model_validator(mode="after")
     def _sources_unique(self):

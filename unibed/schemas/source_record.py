@@ -100,6 +100,7 @@ class RejectReason(str, Enum):
     TRUNCATED = "truncated"
     TOO_SMALL = "too_small"
     TOO_MANY_PIXELS = "too_many_pixels"
+    DECODE_TOO_COSTLY = "decode_too_costly"  # e.g. a JPEG of thousands of scans
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,12 @@ A JPEG that needs no change (RGB, upright, not reduced) is stored as its own byt
 the metadata segments removed: no generation loss, no encoding. Anything else is
 decoded, normalised and encoded as a baseline JPEG at `spec.jpeg_quality`.
 
+Decoding work is bounded before decoding: pixels from the header (`spec.max_pixels`, and
+Pillow's bomb limit); a JPEG's scans (JPEG_MAX_SCANS: each scan is a pass over the whole
+image), markers and skipped bytes, counted before Pillow parses its header. Other
+formats' decoding is linear in pixels and bytes: only the first frame of a GIF, APNG, WebP
+or TIFF is decoded, and Pillow caps PNG text chunks.
+
 Speed: JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg scales in the DCT domain), so
 a large photo is never decoded at full size, and under "pow2" most are not resampled at
 all; the pHash (unibed.dataplane.images.phash) is a faster exact equivalent of imagehash's.
@@ -23,13 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import ExifTags, Image
 
+from unibed.dataplane.images.jpeg_markers import (
+    JPEG_START,
+    count_markers,
+    jpeg_without_metadata,
+)
 from unibed.dataplane.images.phash import phash
 from unibed.schemas.recipe import ImageSpec
 from unibed.schemas.source_record import RejectReason
@@ -42,6 +52,20 @@ _BAD_INPUT = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.err
 # Pillow's guard against decompression bombs (the warning only when warnings are errors).
 _BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _JPEG_MAX_SIDE = 65_500  # libjpeg cannot encode a larger side
+# Decoding a JPEG costs a pass over every block per scan, data or not: 5,000 empty scans
+# in 75 KB take seconds, in 10 MB up to an hour. libjpeg's progression writes 10 scans for a
+# colour photo (6 for grey, 18 for CMYK); 100 is libtiff's and GDAL's default cap for this
+# very attack (LIBTIFF_JPEG_MAX_ALLOWED_SCAN_NUMBER, GDAL_JPEG_MAX_ALLOWED_SCAN_NUMBER).
+JPEG_MAX_SCANS = 100
+# Each marker costs a turn of a Python loop in Pillow's header parser (2.5 million 4-byte
+# COM segments in 10 MB: 4.4 s). A photo has a few dozen; a progressive one at the scan
+# limit about 200 (a Huffman table segment per scan); extended XMP and ICC profiles add
+# one per 64 KB. 10,000 leaves room for all of them.
+JPEG_MAX_MARKERS = 10_000
+# Pillow's header parser also reads byte by byte what libjpeg skips before the first scan:
+# fill 0xFFs and garbage (10 MB of 0xFF: 6 s). A photo has none or a few bytes (a wrong
+# APPn length leaves its tail); 1 MiB costs Pillow about 0.6 s.
+JPEG_MAX_HEADER_SKIPPED = 1 << 20
 
 # The resize of resize="exact" is its largest cost after decoding (Pillow's resampler is
 # not vectorised), which is why "pow2" avoids it. BICUBIC takes ~75% of LANCZOS's time
@@ -66,19 +90,6 @@ _UPRIGHT = {
 _TURNS_SIDEWAYS = {5, 6, 7, 8}
 # Grey with more than 8 bits: Pillow's convert() clips these at 255 instead of scaling.
 _WIDE_GREY_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
-
-# JPEG markers (ITU T.81 table B.1) for storing a JPEG as is.
-_SOI, _EOI_BYTES = b"\xff\xd8", b"\xff\xd9"
-_EOI, _SOS, _COM = 0xD9, 0xDA, 0xFE
-_STORABLE_FRAMES = {0xC0, 0xC2}  # SOF0 baseline, SOF2 progressive (Huffman, 8-bit)
-_FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # every SOFn
-_STANDALONE = {0x00, 0x01, *range(0xD0, 0xD9), 0xFF}  # no length field (or not a marker)
-_APPS = range(0xE0, 0xF0)
-# The two APPn segments that steer decoding (the colour transform libjpeg assumes).
-_DECODING_APPS = ((0xE0, b"JFIF\x00"), (0xEE, b"Adobe"))
-# The end of entropy-coded data: a 0xFF that is not a stuffed 0xFF00, a restart marker
-# (part of the data) or a fill byte before the next marker.
-_MARKER_AFTER_SCAN = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,9 @@ def preprocess(data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
     """The stored image and hashes of one input image, or why it cannot be used."""
     if not data:
         return Rejected(RejectReason.EMPTY_FILE, "0 bytes")
+    too_costly = _jpeg_too_costly(data)  # before Pillow's header parser walks the markers
+    if too_costly is not None:
+        return too_costly
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except _BOMB as e:
@@ -119,19 +133,34 @@ def preprocess(data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
         return _process(image, data, spec)
 
 
+def _jpeg_too_costly(data: bytes) -> Rejected | None:
+    """Why the JPEG `data` must not be opened, judged from its markers; None if not a JPEG."""
+    if not data.startswith(JPEG_START):
+        return None
+    counts = count_markers(data, JPEG_MAX_SCANS, JPEG_MAX_MARKERS)
+    name = f"JPEG of {len(data):,} bytes"
+    if counts.scans > JPEG_MAX_SCANS:
+        return Rejected(RejectReason.DECODE_TOO_COSTLY,
+                        f"{name}: more than {JPEG_MAX_SCANS} scans (a progressive photo has 10); "
+                        "each scan is a decoding pass over the whole image")
+    if counts.markers > JPEG_MAX_MARKERS:
+        return Rejected(RejectReason.DECODE_TOO_COSTLY,
+                        f"{name}: more than {JPEG_MAX_MARKERS:,} markers (a photo has a few dozen)")
+    if counts.header_skipped > JPEG_MAX_HEADER_SKIPPED:
+        return Rejected(RejectReason.DECODE_TOO_COSTLY,
+                        f"{name}: {counts.header_skipped:,} fill or garbage bytes between the "
+                        f"markers before its first scan (more than {JPEG_MAX_HEADER_SKIPPED:,})")
+    return None
+
+
 def _process(image: Image.Image, data: bytes, spec: ImageSpec) -> ProcessedImage | Rejected:
     width, height = image.size  # from the header: nothing is decoded yet
     name = f"{image.format} {width}x{height}"
     factor = _reduction_factor(min(width, height), spec.shorter_side)
     stored_size = _stored_size(width, height, factor, spec)
-    if width * height > spec.max_pixels:
-        return Rejected(RejectReason.TOO_MANY_PIXELS,
-                        f"{name}: {width * height:,} pixels > max_pixels {spec.max_pixels:,}")
-    if min(width, height) < spec.min_side:
-        return Rejected(RejectReason.TOO_SMALL, f"{name}: a side is below min_side {spec.min_side}")
-    if max(stored_size) > _JPEG_MAX_SIDE:
-        return Rejected(RejectReason.TOO_MANY_PIXELS,
-                        f"{name}: stored {stored_size} exceeds JPEG's {_JPEG_MAX_SIDE}-px side")
+    refused = _refused_before_decoding(image, stored_size, spec)
+    if refused is not None:
+        return refused
     source_mode = image.mode
     try:
         dct_scale = _decode(image, factor)
@@ -164,6 +193,22 @@ def _process(image: Image.Image, data: bytes, spec: ImageSpec) -> ProcessedImage
         source_format=image.format,
         source_mode=source_mode,
     )
+
+
+def _refused_before_decoding(image: Image.Image, stored_size: tuple[int, int],
+                             spec: ImageSpec) -> Rejected | None:
+    """Why `image` must not be decoded, judged from its header alone."""
+    width, height = image.size
+    name = f"{image.format} {width}x{height}"
+    if width * height > spec.max_pixels:
+        return Rejected(RejectReason.TOO_MANY_PIXELS,
+                        f"{name}: {width * height:,} pixels > max_pixels {spec.max_pixels:,}")
+    if min(width, height) < spec.min_side:
+        return Rejected(RejectReason.TOO_SMALL, f"{name}: a side is below min_side {spec.min_side}")
+    if max(stored_size) > _JPEG_MAX_SIDE:
+        return Rejected(RejectReason.TOO_MANY_PIXELS,
+                        f"{name}: stored {stored_size} exceeds JPEG's {_JPEG_MAX_SIDE}-px side")
+    return None
 
 
 def _reduction_factor(short: int, shorter_side: int) -> int:
@@ -215,51 +260,6 @@ def _storable_as_is(image: Image.Image, data: bytes, resized: bool,
             or resized or orientation in _UPRIGHT):
         return None
     return jpeg_without_metadata(data)
-
-
-def jpeg_without_metadata(data: bytes) -> bytes | None:
-    """The JPEG `data` without its APPn segments (but JFIF's APP0 and Adobe's APP14, which
-    steer decoding), COM segments and anything after EOI: it decodes to the same pixels.
-    None unless `data` is one well-formed baseline or progressive frame."""
-    if not data.startswith(_SOI):
-        return None
-    kept, pos, frames, scans = [_SOI], len(_SOI), 0, 0
-    while pos + 2 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == _EOI:
-            return b"".join(kept) + _EOI_BYTES if scans else None
-        end = _segment_end(data, pos)
-        if marker in _STANDALONE or end is None:
-            return None
-        if marker in _FRAMES:
-            frames += 1
-            if frames > 1 or marker not in _STORABLE_FRAMES:
-                return None
-        if not _is_metadata(data, pos, marker):
-            kept.append(data[pos:end])
-        pos = end
-        if marker == _SOS:  # entropy-coded data follows, up to the next marker
-            after_scan = _MARKER_AFTER_SCAN.search(data, pos)
-            if not frames or after_scan is None:
-                return None
-            kept.append(data[pos:after_scan.start()])
-            pos, scans = after_scan.start(), scans + 1
-    return None
-
-
-def _segment_end(data: bytes, pos: int) -> int | None:
-    """Where the segment at `pos` ends (its 2-byte length counts itself, not the marker)."""
-    length = int.from_bytes(data[pos + 2:pos + 4], "big")
-    end = pos + 2 + length
-    return end if length >= 2 and end <= len(data) else None
-
-
-def _is_metadata(data: bytes, pos: int, marker: int) -> bool:
-    """APPn segments, but JFIF's APP0 and Adobe's APP14, and COM segments."""
-    if marker in _APPS:
-        return not any(marker == app and data.startswith(tag, pos + 4)
-                       for app, tag in _DECODING_APPS)
-    return marker == _COM
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -11,8 +11,9 @@
 Requests name images by id only. An id is looked up in the listing made at
 start (gallery items, duplicate keys), so no request reaches a path of its
 own making: anything else is a 404. Uploads are bounded by size (checked on
-Content-Length and again while streaming, 413) and by pixels (checked from
-the header before decoding, 400), and every bad upload is answered with the
+Content-Length and again while streaming, 413), by pixels (checked from the
+header before decoding, 400) and by decoding work (a JPEG's scans counted from
+its markers before decoding, 400), and every bad upload is answered with the
 search page carrying the reason; the server keeps serving.
 
 This module only puts the app together: the routes live in one module per
