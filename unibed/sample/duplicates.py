@@ -133,8 +133,8 @@ def _hashes(data: bytes) -> dict[str, int]:
 
 
 def _copy_label(copy: Copy, original: SampleImage, catalog: Catalog, rng) -> str:
-    if copy.label == "same":
-        return original.label
+    if copy.label == "same" and copy.source == original.source:
+        return original.label  # (a borrowed original's copy takes any label of its source)
     labels = [c.label for c in catalog.classes[copy.source]
               if copy.label == "any" or c.label != original.label]
     return labels[rng.integers(len(labels))]
@@ -147,22 +147,34 @@ def _group_match(transform: str, original: SampleImage, copies: list[SampleImage
     return build_match(original.data, copies[0].data)[1]
 
 
-def plant_duplicates(seed: int, catalog: Catalog, ids: Identifiers,
-                     spacing: PerceptualSpacing) -> None:
-    """Add each plan's copies to the catalog and record the groups."""
-    for group_id, plan in enumerate(PLANS):
-        rng = rng_for(seed, "duplicates", group_id)
-        candidates = sorted((im for im in catalog.images
-                             if im.source == plan.source and im.split == "train" and im.in_clean
-                             and im.quirk is None and im.duplicate_group is None),
-                            key=lambda im: im.image_id)
+def _original_for(plan: Plan, catalog: Catalog, spacing: PerceptualSpacing, rng):
+    """An unused clean original of the plan's source that can carry its transform, and the
+    copy's bytes; a small sample short of originals there borrows one from another source."""
+    free = sorted((im for im in catalog.images
+                   if im.split == "train" and im.in_clean and im.quirk is None
+                   and im.duplicate_group is None), key=lambda im: im.image_id)
+    for candidates in ([im for im in free if im.source == plan.source],
+                       [im for im in free if im.source != plan.source]):
         for index in rng.permutation(len(candidates)):
             original = candidates[index]
             # every copy of a plan gets the same bytes (the transform is deterministic)
             if (data := _copy_bytes(original, plan.transform, spacing)) is not None:
-                break
-        else:
+                return original, data
+    return None
+
+
+def plant_duplicates(seed: int, catalog: Catalog, ids: Identifiers,
+                     spacing: PerceptualSpacing) -> None:
+    """Add each plan's copies to the catalog and record the groups."""
+    for index, plan in enumerate(PLANS):
+        rng = rng_for(seed, "duplicates", index)
+        found = _original_for(plan, catalog, spacing, rng)
+        if found is None and plan.transform in EDITS:
+            continue  # a sample too small for every edit (the standard one carries them all)
+        if found is None:
             raise RuntimeError(f"no original can carry duplicate plan {plan}")
+        original, data = found
+        group_id = len(catalog.groups)
 
         original.duplicate_group = group_id
         copies = []

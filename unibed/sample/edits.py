@@ -71,6 +71,5 @@ EDITS: dict[str, Callable[[Image.Image], bytes]] = {
     "caption_strip": lambda im: encode_jpeg(with_caption(im)),
     "greyscale": lambda im: encode_jpeg(ImageOps.grayscale(im)),
     "rotate_3deg": lambda im: encode_jpeg(rotated(im, 3, fit=False)),
-    "rotate_5deg_fit": lambda im: encode_jpeg(rotated(im, -5, fit=True)),
     "downscale_q30": lambda im: encode_jpeg(downscaled(im, 0.4), quality=30),
 }

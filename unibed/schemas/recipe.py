@@ -90,6 +90,7 @@ class ProbeThresholds(_Strict):
     crop76: int | None = Field(default=2, ge=0, le=4)  # ~12%
     trim: int | None = Field(default=2, ge=0, le=4)  # a copy with uniform bars (letterbox)
     top85: int | None = Field(default=2, ge=0, le=4)  # a caption strip over the bottom 15%
+    rotate: int | None = Field(default=2, ge=0, le=4)  # turned a few degrees, filled corners
 
 
 class DedupSpec(_Strict):

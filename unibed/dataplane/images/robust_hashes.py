@@ -17,6 +17,10 @@ same kind, within the kind's radius (RULES), so that:
   that have such borders get one.
 - "top85": the pHash of the top 85% meets the same probe of another image: a copy with a
   caption strip over its bottom (up to 15% high) shares its top 85% with the original.
+- "rotate92", "rotate84", "rotate76": a copy turned by a few degrees on its own canvas
+  (filled corners: unibed.dataplane.images.rotation reads the angle from them) is turned
+  back and cropped at the largest crop scale free of fill; that meets the original's crop
+  probe of the same scale. Only images with such corners get one.
 
 The top probe reuses the identity's horizontal pass; the crop and trim probes are taken
 from one reduction of the image by an integer factor (their 32x32 resizes are then small);
@@ -39,11 +43,15 @@ from unibed.dataplane.images.phash import (
     resize_lanczos,
     vertical_first,
 )
+from unibed.dataplane.images.rotation import fitting_scale, turn_angle
 
 IDENTITY = "near"  # the identity hash's kind, as duplicates.csv names a plain pHash match
 MIRROR, TRIM, TOP = "mirror", "trim", "top85"
 CROP_SCALES = {"crop92": 0.92, "crop84": 0.84, "crop76": 0.76}
-PROBE_KINDS = (MIRROR, *CROP_SCALES, TOP, TRIM)
+# a turned copy, turned back and cropped at a crop scale, meets the original's crop probe
+ROTATED = {kind: kind.replace("crop", "rotate") for kind in CROP_SCALES}
+PROBE_KINDS = (MIRROR, *CROP_SCALES, TOP, TRIM, *ROTATED.values())
+_FIT_MARGIN = 0.01  # the turned-back corners' edges blur over a pixel or two
 TOP_SHARE = 0.85
 _INTERMEDIATE_SIDE = 144
 _SINGLE_THREADED_PRODUCT = 4 * 65536
@@ -66,10 +74,15 @@ class Rule(NamedTuple):
 
 
 def rules_from(radii: dict[str, int | None]) -> tuple[Rule, ...]:
-    """The search rules for a kind -> radius mapping (None: the kind is off)."""
+    """The search rules for a kind -> radius mapping (None: the kind is off); "rotate"
+    stands for the three turned-back kinds, each matched against its crop scale."""
     rules = []
     for kind, radius in sorted(radii.items()):
-        if radius is not None:
+        if radius is None:
+            continue
+        if kind == "rotate":
+            rules += [Rule(turned, crop, radius) for crop, turned in ROTATED.items()]
+        else:
             rules.append(Rule(kind, TOP if kind == TOP else IDENTITY, radius))
     return tuple(rules)
 
@@ -82,7 +95,8 @@ class ImageHashes(NamedTuple):
 def image_hashes(image: Image.Image) -> ImageHashes:
     """The identity pHash (imagehash's, bit for bit) and the probe hashes of `image`."""
     luma = image.convert("L")
-    pixels, top = _identity_and_top_pixels(np.asarray(luma).astype(np.float64))
+    gray = np.asarray(luma).astype(np.float64)
+    pixels, top = _identity_and_top_pixels(gray)
     low = low_dct(pixels)
     probes = [(MIRROR, bits_of(low * _MIRROR_SIGNS))]
     reduced = _reduced(luma)
@@ -91,7 +105,27 @@ def image_hashes(image: Image.Image) -> ImageHashes:
     trimmed = _without_borders(reduced)
     if trimmed is not None:
         probes.append((TRIM, _hash_of(trimmed)))
+    turned = _turned_back(luma, gray)
+    if turned is not None:
+        probes.append(turned)
     return ImageHashes(bits_of(low), tuple(probes))
+
+
+def _turned_back(luma: Image.Image, gray: np.ndarray) -> tuple[str, int] | None:
+    """For a copy turned by a few degrees with filled corners: the pHash of it turned back
+    and cropped at the largest crop scale free of fill, as kind "rotate<scale>", which the
+    search matches against the original's crop probe of that scale."""
+    angle = turn_angle(gray)  # read at full resolution: the triangles are thin
+    if angle is None:
+        return None
+    height, width = gray.shape
+    fits = fitting_scale(width, height, angle) - _FIT_MARGIN
+    kind, scale = next(((k, s) for k, s in CROP_SCALES.items() if s <= fits), (None, None))
+    if kind is None:
+        return None
+    back = luma.reduce(max(1, min(luma.size) // _INTERMEDIATE_SIDE)).rotate(
+        -angle, resample=Image.Resampling.BICUBIC)
+    return ROTATED[kind], _hash_of(_centre(np.asarray(back).astype(np.float64), scale))
 
 
 def _identity_and_top_pixels(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
