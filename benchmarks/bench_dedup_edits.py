@@ -13,7 +13,8 @@ crops of 4/8/12% per side, black letterbox and grey pillarbox bars, a caption st
 greyscale, a turn by 2-5 degrees either way with black corners, downscale + JPEG q30),
 and the same turns cropped to fit, reported apart (see bench_edits). Negatives: every pair of distinct photos,
 plus hard negatives: the left and right halves (and top and bottom halves) of each
-photo, which share its scene, light and colours but not its content. skimage's
+photo, which share its scene, light and colours but not its content (the left and right
+halves of a left-right symmetric photo are mirror copies of each other: listed apart). skimage's
 motorcycle_left/right (a stereo pair: one scene shifted by a few pixels) is reported on
 its own line: its pHashes are 4 bits apart, a near duplicate to any pHash threshold.
 
@@ -47,6 +48,13 @@ from unibed.schemas.recipe import DedupSpec, ImageSpec
 
 STEREO_PAIR = ("motorcycle_left", "motorcycle_right")
 UNTARGETED = "rotate_2-5deg_fit"
+OCCASIONAL = 0.05
+SYMMETRIC_MAX_DISTANCE = 6
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def hashes_of(data: bytes, spec: ImageSpec) -> dict[str, int]:
@@ -114,8 +122,9 @@ def negatives(photos, originals, parts) -> list[tuple[str, str, dict, dict]]:
              if {a, b} != set(STEREO_PAIR)]
     for name in photos:
         left, right, top, bottom = parts[name]
-        pairs += [(f"{name}#left", f"{name}#right", left, right),
-                  (f"{name}#top", f"{name}#bottom", top, bottom)]
+        pairs.append((f"{name}#top", f"{name}#bottom", top, bottom))
+        if not _own_mirror(originals[name]):
+            pairs.append((f"{name}#left", f"{name}#right", left, right))
     for a, b in itertools.permutations(photos, 2):
         if {a, b} != set(STEREO_PAIR):
             pairs += [(f"{a}#{i}", b, half, originals[b]) for i, half in enumerate(parts[a])]
@@ -123,6 +132,12 @@ def negatives(photos, originals, parts) -> list[tuple[str, str, dict, dict]]:
                 pairs += [(f"{a}#{i}", f"{b}#{j}", x, y) for i, x in enumerate(parts[a])
                           for j, y in enumerate(parts[b])]
     return pairs
+
+
+def _own_mirror(hashes: dict) -> bool:
+    """A left-right symmetric picture: its mirror probe is near its own pHash. Its left half
+    mirrored is its right half, so the two halves are mirror copies, not negatives."""
+    return (hashes["mirror"] ^ hashes[IDENTITY]).bit_count() <= SYMMETRIC_MAX_DISTANCE
 
 
 def false_merge_table(negative_pairs, threshold, rules) -> None:
@@ -155,7 +170,7 @@ def radius_table(photos, originals, copies, negative_pairs, threshold) -> None:
 def hashing_cost(paths: list[str], spec: ImageSpec) -> None:
     stored = []
     for path in paths:
-        result = preprocess(open(path, "rb").read(), spec)
+        result = preprocess(_read(path), spec)
         stored.append(Image.open(io.BytesIO(result.jpeg)).convert("RGB"))
     timings = {}
     for name, function in (("pHash", phash), ("pHash + probes", image_hashes)):
@@ -168,7 +183,7 @@ def hashing_cost(paths: list[str], spec: ImageSpec) -> None:
         timings[name] = best / len(stored) * 1e3
     start = time.process_time()
     for path in paths:
-        preprocess(open(path, "rb").read(), spec)
+        preprocess(_read(path), spec)
     whole = (time.process_time() - start) / len(paths) * 1e3
     extra = timings["pHash + probes"] - timings["pHash"]
     print(f"\nhashing cost per stored image (CPU ms, best of 3, {len(stored)} photos, "
@@ -180,8 +195,12 @@ def hashing_cost(paths: list[str], spec: ImageSpec) -> None:
 
 
 def search_times(sizes: list[int], threshold: int, rules: tuple[Rule, ...]) -> None:
+    """Today's pHash search, then the probe search: per (target kind, radius) one search of
+    all its probes (every image has a mirror, crop and top85 probe; trim and rotate probes
+    are given to OCCASIONAL of the images, more than real photos have bars or filled corners)."""
     print(f"\nsearch time, uniform random hashes, one core (pHash radius {threshold}, "
-          f"probe radius {max(r.radius for r in rules)}, {len(rules)} probe kinds):")
+          f"probe radius {max(r.radius for r in rules)}; trim and rotate probes on "
+          f"{OCCASIONAL:.0%} of the images):")
     for n in sizes:
         rng = np.random.default_rng(0)
         ids = rng.integers(0, 2**64, n, dtype=np.uint64)
@@ -189,12 +208,21 @@ def search_times(sizes: list[int], threshold: int, rules: tuple[Rule, ...]) -> N
         find_pairs(ids, threshold)
         today = time.perf_counter() - start
         start = time.perf_counter()
-        for rule in rules:
-            probes = rng.integers(0, 2**64, n, dtype=np.uint64)
-            find_probe_pairs(probes, probes if rule.target == rule.probe else ids, rule.radius)
+        for (target, radius), kinds in sorted(_by_target(rules).items()):
+            counts = [round(n * OCCASIONAL) if k.startswith(("trim", "rotate")) else n for k in kinds]
+            probes = rng.integers(0, 2**64, sum(counts), dtype=np.uint64)
+            targets = ids if target == IDENTITY else rng.integers(0, 2**64, n, dtype=np.uint64)
+            find_probe_pairs(probes, probes if target in kinds else targets, radius)
         probes_s = time.perf_counter() - start
         print(f"  {n:>9,d} images: pHash search {today:6.1f} s; + probe search {probes_s:6.1f} s "
               f"= {today + probes_s:6.1f} s ({(today + probes_s) / today:.2f}x)", flush=True)
+
+
+def _by_target(rules: tuple[Rule, ...]) -> dict[tuple[str, int], list[str]]:
+    grouped: dict[tuple[str, int], list[str]] = {}
+    for rule in rules:
+        grouped.setdefault((rule.target, rule.radius), []).append(rule.probe)
+    return grouped
 
 
 def main() -> None:
@@ -207,7 +235,7 @@ def main() -> None:
     paths = photo_paths(args.photos)
     photos = [p.rsplit("/", 1)[-1][:-4] for p in paths]
     images = {n: Image.open(p).convert("RGB") for n, p in zip(photos, paths)}
-    originals = {n: hashes_of(open(p, "rb").read(), spec) for n, p in zip(photos, paths)}
+    originals = {n: hashes_of(_read(p), spec) for n, p in zip(photos, paths)}
     rng = np.random.default_rng(0)
     copies = {(n, e): hashes_of(edit(images[n], rng), spec) for n in photos for e, edit in bench_edits().items()}
     parts = {n: [hashes_of(encode_jpeg(h), spec) for h in halves(images[n])] for n in photos}
@@ -216,6 +244,12 @@ def main() -> None:
     recall_table(photos, originals, copies, threshold, rules)
     negative_pairs = negatives(photos, originals, parts)
     false_merge_table(negative_pairs, threshold, rules)
+    symmetric = [n for n in photos if _own_mirror(originals[n])]
+    for name in symmetric:
+        left, right = parts[name][:2]
+        print(f"  left-right symmetric: {name} (its pHash and mirror probe "
+              f"{(originals[name]['mirror'] ^ originals[name][IDENTITY]).bit_count()} apart): its halves, "
+              f"mirror copies of each other, pair at {matches(left, right, threshold, rules)}")
     if all(s in originals for s in STEREO_PAIR):
         a, b = (originals[s] for s in STEREO_PAIR)
         print(f"  stereo pair {'/'.join(STEREO_PAIR)}: pHash distance {(a[IDENTITY] ^ b[IDENTITY]).bit_count()} "

@@ -65,7 +65,7 @@ def _fetch(cache: str) -> None:
 
 
 def _has_pip() -> bool:
-    return subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode == 0
+    return subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, check=False).returncode == 0
 
 
 def _candidates(unpacked: str) -> dict[str, str]:

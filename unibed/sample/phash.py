@@ -8,7 +8,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
-from unibed.dataplane.images.robust_hashes import IDENTITY, TOP, image_hashes
+from unibed.dataplane.images.robust_hashes import TOP, image_hashes
 from unibed.sample.encoding import EXIF_ORIENTATION
 
 # Unrelated images must be more than 10 bits apart (the ground truth's promise);

@@ -19,7 +19,12 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
-from unibed.dataplane.dedup.probe_search import block_keys, check_probe_radius, find_probe_pairs, first_equal_block
+from unibed.dataplane.dedup.probe_search import (
+    block_keys,
+    check_probe_radius,
+    find_probe_pairs,
+    first_equal_block,
+)
 from unibed.dataplane.images.robust_hashes import Rule
 
 _TARGET, _PROBE = 0, 1

@@ -57,9 +57,10 @@ def first_equal_block(xor: np.ndarray, radius: int) -> np.ndarray:
 
 def _verified(probes, targets, i, j, radius: int, block: int):
     xor = probes[i] ^ targets[j]
-    distance = np.bitwise_count(xor).astype(np.int64)
-    keep = (distance <= radius) & (first_equal_block(xor, radius) == block)
-    return i[keep], j[keep], distance[keep]
+    distance = np.bitwise_count(xor)
+    near = np.flatnonzero(distance <= radius)  # few: the block test runs on these only
+    keep = near[first_equal_block(xor[near], radius) == block]
+    return i[keep], j[keep], distance[keep].astype(np.int64)
 
 
 def find_probe_pairs(probes: np.ndarray, targets: np.ndarray, radius: int) -> np.ndarray:
