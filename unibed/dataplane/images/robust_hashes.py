@@ -3,7 +3,7 @@
 The identity of an image stays its 64-bit pHash (unibed.dataplane.images.phash). Next to
 it each image gets a few probe hashes, each of one kind; the near-duplicate search
 (unibed.dataplane.dedup.probe_search) matches probe against identity, or probe against the
-same kind, within the kind's radius (RULES), so that:
+same kind, within the kind's radius (`rules_from`, radii from the recipe), so that:
 
 - "mirror": the pHash of the horizontally mirrored image meets a mirrored copy's identity.
   Computed from the identity's own DCT: mirroring a row turns DCT-II coefficient k into
