@@ -17,6 +17,9 @@ from unibed.dataplane.dedup.near_duplicates import (
     _meeting_key,
     plan_buckets,
 )
+from unibed.dataplane.dedup.probe_pairs import ProbePairs
+from unibed.dataplane.dedup.probe_search import brute_force_probe_pairs, find_probe_pairs
+from unibed.dataplane.images.robust_hashes import Rule
 
 
 def sample_hashes(n: int = 400, seed: int = 3) -> np.ndarray:
@@ -122,3 +125,66 @@ def test_hot_bucket_splits_into_every_pair_of_chunks():
         covered |= {frozenset(pair) for pair in itertools.combinations(members, 2)}
     assert len(covered) == len(values) * (len(values) - 1) // 2
     assert max(len(members) for members in tasks.values()) < 100
+
+
+# ---------------------------------------------------------------- probe hashes
+
+
+def probe_images(n: int = 160, seed: int = 5) -> list[tuple[str, tuple]]:
+    """Images with a pHash ("near") and probes ("mirror", "top85"), many of them within a
+    few bits of another image's pHash or top85 probe, some sharing blocks exactly."""
+    rng = np.random.default_rng(seed)
+    identity = rng.integers(0, 2**64, n, dtype=np.uint64)
+    mirror = identity[rng.integers(0, n, n)]
+    top = rng.integers(0, 2**64, 30, dtype=np.uint64)[rng.integers(0, 30, n)]
+    for values in (mirror, top):
+        for _ in range(3):
+            hit = rng.random(n) < 0.5
+            values[hit] ^= np.uint64(1) << rng.integers(0, 64, hit.sum()).astype(np.uint64)
+    mirror[:50] = rng.integers(0, 2**64, 50, dtype=np.uint64)
+    mirror[50] = identity[50]  # an image whose mirror is itself: no pair with itself
+    images = []
+    for i in range(n):
+        hashes = (("near", int(identity[i])), ("mirror", int(mirror[i])), ("top85", int(top[i])))
+        images.append((f"src/img{i:04d}", hashes if i % 7 else hashes[:2]))  # some lack top85
+    return images
+
+
+def brute_force_probe_rule_pairs(images, rules) -> list[tuple]:
+    """Every image pair and kind within a rule, by comparing every hash pair."""
+    found = set()
+    for (key_a, hashes_a), (key_b, hashes_b) in itertools.permutations(images, 2):
+        a, b = dict(hashes_a), dict(hashes_b)
+        for probe, target, radius in rules:
+            if probe in a and target in b and (a[probe] ^ b[target]).bit_count() <= radius:
+                distance = (a[probe] ^ b[target]).bit_count()
+                found.add((min(key_a, key_b), max(key_a, key_b), distance, probe))
+    return sorted(found)
+
+
+def test_probe_pairs_transform_matches_brute_force():
+    """The Beam probe search finds exactly the hash pairs within each rule's radius, each
+    once (a self rule's pair from one side), and never pairs an image with itself."""
+    images = probe_images()
+    rules = (Rule("mirror", "near", 2), Rule("mirror", "near", 4), Rule("top85", "top85", 3))
+    expected = brute_force_probe_rule_pairs(images, rules)
+    assert len(expected) > 100
+    assert {kind for *_, kind in expected} == {"mirror", "top85"}
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        pairs = pipeline | beam.Create(images) | ProbePairs(rules)
+        assert_that(pairs | beam.Distinct(), equal_to(expected), label="pairs")
+        assert_that(pairs | beam.combiners.Count.Globally(), equal_to([len(expected) + sum(
+            1 for p in expected if p[3] == "mirror" and p[2] <= 2)]), label="each_once_per_rule")
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 3, 4])
+def test_find_probe_pairs_is_brute_force(radius):
+    rng = np.random.default_rng(radius)
+    targets = rng.integers(0, 2**64, 2000, dtype=np.uint64)
+    probes = targets[rng.integers(0, 2000, 1500)]
+    for _ in range(3):
+        hit = rng.random(1500) < 0.6
+        probes[hit] ^= np.uint64(1) << rng.integers(0, 64, hit.sum()).astype(np.uint64)
+    found = find_probe_pairs(probes, targets, radius)
+    assert np.array_equal(found, brute_force_probe_pairs(probes, targets, radius))
+    assert len(found) > 100

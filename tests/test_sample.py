@@ -20,6 +20,9 @@ import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unibed.sample import SampleConfig, generate_sample
+from unibed.sample.duplicates import build_match
+from unibed.sample.edits import EDITS
+from unibed.sample.phash import UNRELATED_PROBE_MIN_DISTANCE, probes_of
 
 SOURCES = ("imagenet", "products10k", "gldv2")
 WNID = re.compile(r"^n0\d{7}$")
@@ -301,10 +304,13 @@ def test_duplicate_groups(layouts, ground_truth, entries):
         assert g["conflicting_labels"] == (len({(e["source"], e["label"]) for e in members}) > 1)
         blobs = [layouts.data(e["source"], e["image_id"]) for e in members]
         if g["kind"] == "exact":
-            assert g["transform"] == "identical" and len(set(blobs)) == 1
+            assert g["transform"] == "identical" and len(set(blobs)) == 1 and g["match"] == "exact"
         else:
             distances = [(phash(b) ^ phash(blobs[0])).bit_count() for b in blobs[1:]]
-            assert len(set(blobs)) == len(blobs) and max(distances) == g["phash_distance"] <= 8
+            assert len(set(blobs)) == len(blobs) and max(distances) == g["phash_distance"]
+            # the build's default search pairs them, by the hash kind that `match` names
+            assert all(build_match(blobs[0], b)[1] == g["match"] for b in blobs[1:])
+            assert g["match"] != "near" or g["phash_distance"] <= 8
     in_groups = {e["image_id"] for e in ground_truth["images"] if e["duplicate_group"] is not None}
     assert in_groups == {key.split("/", 1)[1] for g in groups for key in g["members"]}
 
@@ -316,6 +322,10 @@ def test_duplicate_groups(layouts, ground_truth, entries):
     assert kinds(cross_source=True) == {"exact", "near"}
     transforms = {g["transform"].split("_")[0] for g in groups}
     assert {"identical", "reencode", "resize", "crop", "brightness"} <= transforms
+    # one copy per edit that web-scraped datasets carry, and every probe kind matches one
+    assert set(EDITS) <= {g["transform"] for g in groups}
+    assert {g["match"] for g in groups} >= {"exact", "near", "near:mirror", "near:crop92", "near:crop84",
+                                            "near:crop76", "near:trim", "near:top85"}
 
 
 def test_no_unplanned_near_duplicates(layouts, ground_truth, entries):
@@ -343,6 +353,15 @@ def test_no_unplanned_near_duplicates(layouts, ground_truth, entries):
     pairs = [(keys[i], keys[j], int(distances[i, j])) for i, j in zip(*np.nonzero(near)) if i < j]
     assert pairs == []
     assert len(keys) > 250
+    # nor through the build's probe hashes (mirror, crops, trimmed, top 85%)
+    probes = [probes_of(layouts.data(*key.split("/", 1))) for key in keys]
+    for kind in sorted({k for p in probes for k in p}):
+        has = np.array([kind in p for p in probes])
+        values = np.array([p.get(kind, 0) for p in probes], dtype=np.uint64)
+        targets = values if kind == "top85" else codes
+        close = np.bitwise_count(values[:, None] ^ targets[None, :]) < UNRELATED_PROBE_MIN_DISTANCE
+        close &= has[:, None] & ~planted & (has[None, :] if kind == "top85" else True)
+        assert [(kind, keys[i], keys[j]) for i, j in zip(*np.nonzero(close))] == []
 
 
 def test_counts_are_consistent(ground_truth):

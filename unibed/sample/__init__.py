@@ -3,8 +3,10 @@
 `generate_sample(out_root, SampleConfig(...))` writes `imagenet/`, `products10k/`
 and `gldv2/` under `out_root` exactly as docs/layouts.md describes, with
 procedurally drawn class images (a model can learn them; unrelated images are
-more than 10 pHash bits apart) and planted problems: exact and near duplicates
-within and across sources, odd but valid files (CMYK, grayscale, PNG named
+more than 10 pHash bits apart, and no probe hash of one near another) and planted
+problems: exact and near duplicates within and across sources (among them one copy per
+edit of unibed.sample.edits: mirrored, cropped 4/8/12%, letterboxed, pillarboxed,
+captioned, greyscale, turned 3 degrees, downscaled to JPEG q30), odd but valid files (CMYK, grayscale, PNG named
 .JPEG, EXIF-rotated, very large) and broken ones (truncated, empty, not an
 image, pixel bomb, missing, unlabelled). Same seed and config: byte-identical files.
 
@@ -24,10 +26,13 @@ Ground truth (returned, and written to `out_root/ground_truth.json`):
   `duplicate_group` (id or null), `in_layouts` (imagenet: official_tar (train
   only) / kaggle_folder; products10k: folder, zip; gldv2: tars; [] when missing).
 - `duplicate_groups`: {"id", "kind" ("exact" | "near"), "transform" ("identical",
-  "reencode_q60", "resize_0.6", ...), "members" (["source/image_id", ...],
-  original first), "conflicting_labels" (members do not all share one
-  (source, label); so always true across sources), "cross_source",
-  "phash_distance" (max over members vs the original)}. The original is
+  "reencode_q60", "resize_0.6", "mirror", "crop_8pct", ...), "members"
+  (["source/image_id", ...], original first), "conflicting_labels" (members do not
+  all share one (source, label); so always true across sources), "cross_source",
+  "phash_distance" (max over members vs the original), "match" (the kind
+  duplicates.csv should give: "exact", "near", or "near:<probe kind>", e.g.
+  "near:mirror", for an edit the pHash alone misses)}. A sample too small to carry
+  every edit plants those it can, borrowing originals from another source. The original is
   expected "ok", the others "duplicate"; which one a build keeps is its own
   rule, so compare groups as sets.
 - `counts`: {source: {"listed", "ok", "duplicate", "reject"}}, where listed is

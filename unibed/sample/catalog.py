@@ -45,6 +45,9 @@ class DuplicateGroup:
     conflicting_labels: bool
     cross_source: bool
     phash_distance: int
+    # what duplicates.csv should say: "exact", "near" (pHashes within the threshold) or
+    # "near:<probe kind>" (the closest match is a probe hash: near:mirror, near:crop84, ...)
+    match: str = "near"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from PIL import Image
 
 from unibed.sample.drawing import Box, Size
 from unibed.sample.encoding import encode_jpeg
-from unibed.sample.phash import PerceptualSpacing, hashes_of
+from unibed.sample.phash import PerceptualSpacing, hashes_of, probes_of
 from unibed.sample.scene_landmarks import landmark_size, render_landmark
 from unibed.sample.scene_objects import object_size, render_object
 from unibed.sample.scene_products import product_size, render_product
@@ -45,6 +45,14 @@ class Job:
         return f"{self.source}/{self.image_id}"
 
 
+def _probes_or_none(data: bytes) -> dict | None:
+    """Probe hashes, or None for bytes the build will reject anyway (a planted broken file)."""
+    try:
+        return probes_of(data)
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on a broken file
+        return None
+
+
 class Painter:
     """Paints images seeded by their identity: the same job always gives the same bytes.
 
@@ -56,19 +64,19 @@ class Painter:
         self.seed = seed
         self.spacing = spacing
 
-    def _attempt(self, job: Job, attempt: int) -> tuple[Painting, tuple[int, ...]]:
+    def _attempt(self, job: Job, attempt: int) -> tuple[Painting, tuple[int, ...], dict | None]:
         rng = rng_for(self.seed, job.source, job.image_id, attempt)
         scene = RENDERERS[job.source](job.style, rng, job.size or SIZES[job.source](rng))
         data = job.encode(scene.image)
-        return Painting(data, scene.boxes), hashes_of(data)
+        return Painting(data, scene.boxes), hashes_of(data), _probes_or_none(data)
 
-    def _accept(self, job: Job, first: tuple[Painting, tuple[int, ...]]) -> Painting:
-        painting, hashes = first
+    def _accept(self, job: Job, first: tuple[Painting, tuple[int, ...], dict | None]) -> Painting:
+        painting, hashes, probes = first
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if self.spacing.admits(hashes, family=job.key):
-                self.spacing.add(hashes, family=job.key)
+            if self.spacing.admits(hashes, family=job.key, probes=probes):
+                self.spacing.add(hashes, family=job.key, probes=probes)
                 return painting
-            painting, hashes = self._attempt(job, attempt)
+            painting, hashes, probes = self._attempt(job, attempt)
         raise RuntimeError(f"no perceptually distinct image for {job.key} "
                            f"in {MAX_ATTEMPTS} attempts")
 

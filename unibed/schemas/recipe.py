@@ -104,6 +104,25 @@ class SplitSpec(_Strict):
     salt: str = "unibed-split-v1"  # changes which images are held out, deterministically
 
 
+class ProbeThresholds(_Strict):
+    """Per probe-hash kind (unibed/dataplane/images/robust_hashes.py), the Hamming radius
+    within which a probe finds its target: another image's pHash, or for top85 the same
+    probe of another image. None turns a kind off. At most 4 (the probe search has no
+    flips: radius + 1 blocks). On ~50 real photographs (benchmarks/bench_dedup_edits.py)
+    the edited copies' probes meet their originals at 0-2 bits and no two distinct
+    photographs come within 14 through any probe; but the mirrored left half of a pier
+    shot head-on comes within 2 of its right half, while 49 of 51 mirrored copies sit at
+    exactly 0 (the mirror probe comes from the pHash's own DCT): mirror 0, the rest 2."""
+
+    mirror: WholeNumber | None = Field(default=0, ge=0, le=4)  # a horizontally mirrored copy
+    crop92: WholeNumber | None = Field(default=2, ge=0, le=4)  # a copy cropped by ~4% per side
+    crop84: WholeNumber | None = Field(default=2, ge=0, le=4)  # ~8%
+    crop76: WholeNumber | None = Field(default=2, ge=0, le=4)  # ~12%
+    trim: WholeNumber | None = Field(default=2, ge=0, le=4)  # a copy with uniform bars (letterbox)
+    top85: WholeNumber | None = Field(default=2, ge=0, le=4)  # a caption strip over the bottom 15%
+    rotate: WholeNumber | None = Field(default=2, ge=0, le=4)  # turned a few degrees, filled corners
+
+
 class DedupSpec(_Strict):
     exact: StrictBool = True  # drop byte-identical copies (sha256 of the published bytes)
     # drop images whose 64-bit pHash is within this Hamming distance of a kept
@@ -111,6 +130,8 @@ class DedupSpec(_Strict):
     # 1.000 up to 10 on the sample (first false pair at 12), recall 0.77 vs
     # 0.73 at 8 (benchmarks/bench_dedup_threshold.py). pHash distances are even.
     near_hamming_threshold: WholeNumber | None = Field(default=10, ge=0, le=32)
+    # the probe hashes' radii, searched along with the pHash's (only when it is on)
+    probes: ProbeThresholds = ProbeThresholds()
     # images that no training image may near-duplicate (e.g. a benchmark's queries)
     exclusion_sets: tuple[StorageLocation, ...] = ()
 

@@ -26,7 +26,7 @@ class Node:
     key: str
     preference: tuple  # smaller is better
     label: str  # unified label (or "exclusion"), to flag conflicts
-    neighbours: tuple[tuple[str, int, str], ...]  # (other key, distance, kind "exact"|"near")
+    neighbours: tuple[tuple[str, int, str], ...]  # (other key, distance, kind "exact"|"near"|"near:<probe>")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import scipy.fftpack
 from PIL import Image
 
 HASH_SIDE = 8  # 8x8 = 64 bits
-_DCT_SIDE = HASH_SIDE * 4  # imagehash's highfreq_factor=4: the hash comes from a 32x32 image
+DCT_SIDE = HASH_SIDE * 4  # imagehash's highfreq_factor=4: the hash comes from a 32x32 image
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point weights (Resample.c)
 _LANCZOS_SUPPORT = 3.0
 # Output pixels per matrix product. Each output reads only a window of the input, so
@@ -40,10 +40,22 @@ def phash(image: Image.Image) -> int:
 
     Equals `int(str(imagehash.phash(image)), 16)`.
     """
-    gray = np.asarray(image.convert("L")).astype(np.float64)  # faster than asarray(dtype=)
-    pixels = _resize_lanczos(gray, _DCT_SIDE)
+    return bits_of(low_dct(resize_lanczos(gray_of(image), DCT_SIDE)))
+
+
+def gray_of(image: Image.Image) -> np.ndarray:
+    """The image as imagehash sees it: "L", as float64."""
+    return np.asarray(image.convert("L")).astype(np.float64)  # faster than asarray(dtype=)
+
+
+def low_dct(pixels: np.ndarray) -> np.ndarray:
+    """The top-left 8x8 coefficients of the 2-D DCT-II of a 32x32 image."""
     dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
-    low = dct[:HASH_SIDE, :HASH_SIDE]
+    return dct[:HASH_SIDE, :HASH_SIDE]
+
+
+def bits_of(low: np.ndarray) -> int:
+    """A bit per coefficient above their median, row-major, first bit highest."""
     bits = low > _median(low)
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
@@ -62,18 +74,24 @@ class _Band(NamedTuple):
     weights: np.ndarray  # ... with these fixed-point weights, shape (outputs, inputs)
 
 
-def _resize_lanczos(gray: np.ndarray, side: int) -> np.ndarray:
+def resize_lanczos(gray: np.ndarray, side: int) -> np.ndarray:
     """Pillow's `resize((side, side), LANCZOS)` of an "L" image, exactly; values as float64."""
     height, width = gray.shape
-    # Image.resize takes very tall images vertically first; otherwise horizontal first
-    vertical_first = height > width * 100 and side < height
-    for axis in (0, 1) if vertical_first else (1, 0):
+    for axis in (0, 1) if vertical_first(height, width, side) else (1, 0):
         if gray.shape[axis] != side:  # Pillow skips a pass whose size does not change
-            gray = _resize_axis(gray, axis, side)
+            gray = resize_axis(gray, axis, side)
     return gray
 
 
-def _resize_axis(gray: np.ndarray, axis: int, side: int) -> np.ndarray:
+_resize_lanczos = resize_lanczos  # its former name, which tests still import
+
+
+def vertical_first(height: int, width: int, side: int) -> bool:
+    """Image.resize takes very tall images vertically first; otherwise horizontal first."""
+    return height > width * 100 and side < height
+
+
+def resize_axis(gray: np.ndarray, axis: int, side: int) -> np.ndarray:
     if axis == 1:
         return _round_and_clip(_apply(_lanczos_bands(gray.shape[1], side), gray.T)).T
     return _round_and_clip(_apply(_lanczos_bands(gray.shape[0], side), gray))
@@ -111,6 +129,16 @@ def _lanczos_bands(in_size: int, out_size: int) -> tuple[_Band, ...]:
         band_weights.flags.writeable = False  # shared by every caller, every thread
         bands.append(_Band(outputs, inputs, band_weights))
     return tuple(bands)
+
+
+@functools.lru_cache(maxsize=1024)
+def lanczos_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's LANCZOS weights as a dense (out_size, in_size) float matrix summing to 1 per
+    row: one product resizes an axis, without Pillow's rounding (for probe hashes, which
+    need no bit-exactness)."""
+    matrix = _lanczos_weights(in_size, out_size) / (1 << _PRECISION_BITS)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def _lanczos_weights(in_size: int, out_size: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from unibed.dataplane.images.jpeg_markers import (
     count_markers,
     jpeg_without_metadata,
 )
-from unibed.dataplane.images.phash import phash
+from unibed.dataplane.images.robust_hashes import image_hashes
 from unibed.schemas.recipe import ImageSpec
 from unibed.schemas.source_record import RejectReason
 
@@ -100,6 +100,8 @@ class ProcessedImage:
     # unsigned 64-bit, imagehash.phash of the stored pixels: before JPEG encoding, or the
     # decoded source when the source's own bytes are stored
     phash: int
+    # (kind, hash) of the stored pixels as edits would show them (images.robust_hashes)
+    probes: tuple[tuple[str, int], ...]
     sha256: str  # hex digest of the original bytes: identical files, identical digests
     source_width: int  # the source as displayed (after EXIF orientation)
     source_height: int
@@ -182,11 +184,13 @@ def _process(image: Image.Image, data: bytes, spec: ImageSpec) -> ProcessedImage
 
     if orientation in _TURNS_SIDEWAYS:
         width, height = height, width
+    hashes = image_hashes(stored)
     return ProcessedImage(
         jpeg=jpeg,
         width=stored.width,
         height=stored.height,
-        phash=phash(stored),
+        phash=hashes.identity,
+        probes=hashes.probes,
         sha256=hashlib.sha256(data).hexdigest(),
         source_width=width,
         source_height=height,

@@ -2,7 +2,10 @@
 
 Identical hashes first (a GroupByKey: every member of a group is a duplicate
 of its best image), then the near-duplicate search on the groups' best images
-only, then the keep rule over every image that has a near neighbour. Images
+only (their pHashes within the threshold, or a probe hash of one within its
+kind's radius of the other's pHash: a mirrored, cropped, letterboxed or
+captioned copy, see images/robust_hashes.py), then the keep rule over every
+image that has a near neighbour. Images
 of the recipe's exclusion sets take part (they win every tie, see keep_rule)
 but never survive: they are not the build's to write.
 """
@@ -18,7 +21,9 @@ from unibed.dataplane import storage
 from unibed.dataplane.build.graph.elements import EXCLUSION, Meta, keyed
 from unibed.dataplane.dedup import keep_rule
 from unibed.dataplane.dedup.near_duplicates import NearDuplicatePairs
+from unibed.dataplane.dedup.probe_pairs import ProbePairs
 from unibed.dataplane.images.preprocess import Rejected, preprocess
+from unibed.dataplane.images.robust_hashes import IDENTITY, Rule, rules_from
 from unibed.schemas.errors import SchemaError
 from unibed.schemas.recipe import DedupSpec, ImageSpec
 
@@ -62,7 +67,8 @@ class Deduplicate(beam.PTransform):
         else:
             groups = IdenticalGroups(metas, pipeline | "NoCopies" >> beam.Create([]))
         if threshold is not None:
-            best_drops = groups.representatives | "NearDuplicates" >> NearDuplicateDrops(threshold)
+            rules = rules_from(self._dedup.probes.model_dump())
+            best_drops = groups.representatives | "NearDuplicates" >> NearDuplicateDrops(threshold, rules)
         else:
             best_drops = pipeline | "NoNearDuplicates" >> beam.Create([])
         by_dropped = beam.pvalue.AsDict(best_drops | "DropByKey" >> beam.Map(keyed_drop))
@@ -82,7 +88,7 @@ def read_exclusion_set(location: str, spec: ImageSpec) -> list[Meta]:
             )
         key = f"{EXCLUSION}/{path}"
         metas.append(Meta(key, EXCLUSION, EXCLUSION, path, result.phash, result.sha256,
-                          keep_rule.preference(True, 0, -1, key)))
+                          keep_rule.preference(True, 0, -1, key), result.probes))
     return metas
 
 
@@ -177,20 +183,29 @@ def drop_copy(copy: IdenticalCopy, representative_drops: dict) -> keep_rule.Drop
 
 
 class NearDuplicateDrops(beam.PTransform):
-    """Meta (distinct hashes) -> keep_rule.Drop, by the keep rule over every
-    image within `threshold` of another."""
+    """Meta (distinct hashes) -> keep_rule.Drop, by the keep rule over every image within
+    `threshold` of another, or paired with another by a probe-hash rule."""
 
-    def __init__(self, threshold: int):
+    def __init__(self, threshold: int, rules: tuple[Rule, ...] = ()):
         super().__init__()
         self._threshold = threshold
+        self._rules = rules
 
     def expand(self, metas):
-        edges = (
+        pairs = (
             metas
             | "HashByKey" >> beam.Map(key_and_phash)
             | "NearPairs" >> NearDuplicatePairs(self._threshold)
-            | "Edges" >> beam.FlatMap(both_directions)
+            | "PlainKind" >> beam.Map(with_kind, IDENTITY)
         )
+        if self._rules:
+            probe_pairs = (
+                metas
+                | "HashesByKey" >> beam.Map(key_and_hashes)
+                | "ProbePairs" >> ProbePairs(self._rules)
+            )
+            pairs = (pairs, probe_pairs) | "AllPairs" >> beam.Flatten()
+        edges = pairs | "Edges" >> beam.FlatMap(both_directions)
         return (
             {"meta": metas | "MetaByKey" >> beam.Map(keyed), "pair": edges}
             | "NodeJoin" >> beam.CoGroupByKey()
@@ -205,10 +220,21 @@ def key_and_phash(meta: Meta) -> tuple:
     return meta.key, meta.phash
 
 
+def key_and_hashes(meta: Meta) -> tuple:
+    """Every hash of the image, its pHash as kind IDENTITY."""
+    return meta.key, ((IDENTITY, meta.phash), *meta.probes)
+
+
+def with_kind(pair: tuple, kind: str) -> tuple:
+    return (*pair, kind)
+
+
 def both_directions(pair: tuple) -> list:
-    """(a, b, distance) -> each image's neighbour (other key, distance, kind)."""
-    key_a, key_b, distance = pair
-    return [(key_a, (key_b, distance, "near")), (key_b, (key_a, distance, "near"))]
+    """(a, b, distance, kind) -> each image's neighbour (other key, distance, kind); kind
+    as duplicates.csv names it: "near" for the pHashes, "near:<probe kind>" for a probe."""
+    key_a, key_b, distance, kind = pair
+    named = IDENTITY if kind == IDENTITY else f"{IDENTITY}:{kind}"
+    return [(key_a, (key_b, distance, named)), (key_b, (key_a, distance, named))]
 
 
 def has_neighbours(element) -> bool:

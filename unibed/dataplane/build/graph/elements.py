@@ -24,10 +24,12 @@ class Candidate:
     phash: int
     sha256: str
     preference: tuple  # keep_rule.preference(...)
+    probes: tuple[tuple[str, int], ...] = ()  # (kind, hash): images.robust_hashes
 
     def meta(self) -> Meta:
         return Meta(
-            self.key, self.source, str(self.label), self.where, self.phash, self.sha256, self.preference
+            self.key, self.source, str(self.label), self.where, self.phash, self.sha256,
+            self.preference, self.probes,
         )
 
 
@@ -40,6 +42,7 @@ class Meta:
     phash: int
     sha256: str
     preference: tuple
+    probes: tuple[tuple[str, int], ...] = ()  # (kind, hash): images.robust_hashes
 
 
 def keyed(meta: Meta) -> tuple[str, Meta]:

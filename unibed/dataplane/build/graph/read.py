@@ -190,4 +190,5 @@ class Preprocess(beam.DoFn):
             self._ids[(record.source, record.label)], str(record.location),
             image.jpeg, image.width, image.height, image.phash, image.sha256,
             keep_rule.preference(False, pixels, self._rank[record.source], record.key),
+            image.probes,
         )
