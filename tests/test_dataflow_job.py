@@ -7,7 +7,7 @@ launcher-local paths, the worker packaging, side inputs embedded in the graph.
 
 The metadata has the reference's class counts (1,000 synset tars, 9,691 SKUs,
 over 7,000 landmarks) with fewer GLDv2 images than the real data, to keep the
-test quick; benchmarks/bench_fixed_cost.py --dataflow prints the same job's
+test quick; benchmarks/bench_dataflow_job.py prints the same job's
 figures on full-size metadata.
 """
 

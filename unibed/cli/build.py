@@ -121,10 +121,22 @@ def _run_build(args, recipe, config, options: dict) -> dict:
     return build_directly(recipe, config, force_unlock, recipe_name=args.recipe)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (a redirect, a test's capture)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _log_to_stderr(logger: logging.Logger) -> None:
     """The build's progress on stderr, as a flow run's log would show it."""
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s",
                                                datefmt="%H:%M:%S"))
         logger.addHandler(handler)
