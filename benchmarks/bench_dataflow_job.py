@@ -59,7 +59,7 @@ def main() -> None:
         plan = timed("plan (indexes, selection, label map)", plan_build, recipe, lambda message: None)
         options = timed("worker packaging (uv build of the wheel)", pipeline_options, runner, tempfile.mkdtemp())
         job = timed("build + stage the job (dry run)", job_request, plan, options)
-        context = storage.size(f"gs://datasets/reference/_work/read_context.pickle")
+        context = storage.size("gs://datasets/reference/_work/read_context.pickle")
         print(f"CreateJob request: {job.request_bytes / 1e3:.1f} kB (Dataflow's limit: "
               f"{REQUEST_LIMIT_BYTES / 2**20:.0f} MB)")
         print(f"staged pipeline graph (pipeline.pb): {len(job.pipeline_proto) / 1e6:.2f} MB; "

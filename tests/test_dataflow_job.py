@@ -29,7 +29,6 @@ from unibed.dataplane.build.dataflow_job import REQUEST_LIMIT_BYTES, job_request
 from unibed.dataplane.build.graph.read import READ_CONTEXT
 from unibed.dataplane.build.launcher import plan_build
 from unibed.dataplane.build.runner_options import pipeline_options
-from unibed.dataplane.recipes import load_recipe
 from unibed.flows.build_parameters import check_parameters
 from unibed.flows.stages import ParameterError
 from unibed.sample.full_metadata import FullMetadataConfig, write_full_metadata

@@ -12,7 +12,12 @@ from typing import Any
 
 from unibed.dataplane.build.launcher import recipe_inputs, recipe_locations
 from unibed.dataplane.build.output import check_apart
-from unibed.dataplane.build.runner_options import RunnerConfig, check_locations, check_packaging, runner_config
+from unibed.dataplane.build.runner_options import (
+    RunnerConfig,
+    check_locations,
+    check_packaging,
+    runner_config,
+)
 from unibed.dataplane.recipes import load_recipe
 from unibed.flows.stages import ParameterError
 from unibed.schemas.errors import SchemaError

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -21,6 +22,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from unibed.dataplane import storage
 from unibed.dataplane.build import output
 from unibed.dataplane.build.pipeline import build_pipeline
+
+if TYPE_CHECKING:
+    from unibed.dataplane.build.launcher import BuildPlan
 
 # Dataflow refuses a CreateJob request over 10 MB ("the size of the serialized
 # JSON representation of the pipeline exceeds the allowable limit").
@@ -51,7 +55,7 @@ class DataflowJob:
         return [p for pool in self.environment["workerPools"] for p in pool.get("packages", [])]
 
 
-def job_request(plan, options: PipelineOptions) -> DataflowJob:
+def job_request(plan: BuildPlan, options: PipelineOptions) -> DataflowJob:
     """Build `plan`'s Dataflow job with `options` (runner dataflow) and stage
     what the request refers to, without submitting it. Staging writes to the
     options' gs:// staging location, as a submission does."""
