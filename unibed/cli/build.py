@@ -27,7 +27,7 @@ def add_build_parsers(sub) -> None:
                         "(a run on another host): only when you know no build is writing the output")
     p.add_argument("--prefect", action="store_true",
                    help="run the Prefect flow build-dataset even with no PREFECT_API_URL (then on Prefect's "
-                        "temporary server, 15-50 s more); by default such a build runs directly, unrecorded")
+                        "temporary server, 25-50 s more); by default such a build runs directly, unrecorded")
     add_runner_flags(p.add_argument_group("Beam runner (see unibed/dataplane/build/runner_options.py)"))
     p.set_defaults(func=cmd_build)
 

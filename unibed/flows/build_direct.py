@@ -2,7 +2,7 @@
 Prefect API is configured (`--prefect` runs the flow build-dataset anyway).
 
 Without an API, a Prefect flow run first starts Prefect's temporary server
-(a uvicorn subprocess migrating a SQLite database): 15-50 s on 2 cores, more
+(a uvicorn subprocess migrating a SQLite database): 25-50 s on 2 cores, more
 than a whole sample build, and the run is recorded only in that local
 database. Run directly, the sequence is the same (unibed/dataplane/build/
 launcher.py): the same stages, the same stage-named failures
