@@ -1,10 +1,14 @@
-"""`unibed build` (the flow build-dataset) and `unibed plan` (metadata only).
+"""`unibed build` (the build sequence: as the Prefect flow build-dataset when a
+Prefect API is configured or --prefect is given, else directly) and `unibed plan`
+(metadata only).
 
 The Beam runner's flags are made from the fields of RunnerConfig
 (unibed/dataplane/build/runner_options.py): one list of settings."""
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 
 from unibed.flows.stages import StageFailed
@@ -14,13 +18,16 @@ CLI_FORCE_OPTION = "--force-unlock"
 
 
 def add_build_parsers(sub) -> None:
-    p = sub.add_parser("build", help="build a dataset with the Prefect flow build-dataset")
+    p = sub.add_parser("build", help="build a dataset (the Prefect flow build-dataset when a Prefect API is set)")
     p.add_argument("--recipe", default="recipes/sample.yaml")
     p.add_argument("--output", help="override the recipe's output (folder or gs:// URL)")
     _add_source_flag(p)
     p.add_argument("--force-unlock", action="store_true",
                    help="break the output's build lock even when this host cannot tell its run is over "
                         "(a run on another host): only when you know no build is writing the output")
+    p.add_argument("--prefect", action="store_true",
+                   help="run the Prefect flow build-dataset even with no PREFECT_API_URL (then on Prefect's "
+                        "temporary server, 25-50 s more); by default such a build runs directly, unrecorded")
     add_runner_flags(p.add_argument_group("Beam runner (see unibed/dataplane/build/runner_options.py)"))
     p.set_defaults(func=cmd_build)
 
@@ -79,15 +86,14 @@ def parse_sources(specs: list[str] | None) -> dict[str, str]:
 def cmd_build(args) -> int:
     from unibed.dataplane.build.accounting import accounting_rows, accounting_text
     from unibed.dataplane.build.output import read_manifest
-    from unibed.flows.build_dataset import build_dataset_flow, check_parameters
+    from unibed.flows.build_parameters import check_parameters
 
     runner, options = getattr(args, "runner", "local"), runner_options(args)
     # the flow's own parameter check, before Prefect starts; the checked recipe is passed on
-    recipe, _ = check_parameters(args.recipe, args.output, parse_sources(args.source), runner, options)
+    recipe, config = check_parameters(args.recipe, args.output, parse_sources(args.source), runner, options)
     start = time.perf_counter()
     try:
-        result = build_dataset_flow(recipe=recipe, runner=runner, runner_options=options,
-                                    force_unlock=getattr(args, "force_unlock", False))
+        result = _run_build(args, recipe, config, options)
     except StageFailed as e:
         raise for_cli(e) from e
     print(f"\ndataset {result['status']} at {result['output']} ({time.perf_counter() - start:.0f}s): "
@@ -96,6 +102,46 @@ def cmd_build(args) -> int:
     print(f"manifest: {result['output']}/manifest.json; reports: " + ", ".join(
         ["label_map.csv", *result["reports"].values()]))
     return 0
+
+
+def _run_build(args, recipe, config, options: dict) -> dict:
+    """The flow when a Prefect API records it (or --prefect), else the same
+    sequence directly: a temporary Prefect server would cost more than a small build."""
+    from unibed.flows.build_direct import build_directly, prefect_api_configured
+
+    force_unlock = getattr(args, "force_unlock", False)
+    if getattr(args, "prefect", False) or prefect_api_configured():
+        from unibed.flows.build_dataset import build_dataset_flow
+
+        return build_dataset_flow(recipe=recipe, runner=config.runner, runner_options=options,
+                                  force_unlock=force_unlock)
+    _log_to_stderr(logging.getLogger("unibed.build"))
+    print("unibed: no Prefect API configured (PREFECT_API_URL): building directly, not recorded in Prefect "
+          "(--prefect runs the flow build-dataset on a temporary server)", file=sys.stderr)
+    return build_directly(recipe, config, force_unlock, recipe_name=args.recipe)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (a redirect, a test's capture)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _log_to_stderr(logger: logging.Logger) -> None:
+    """The build's progress on stderr, as a flow run's log would show it."""
+    if not logger.handlers:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(message)s",
+                                               datefmt="%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def for_cli(failure: StageFailed) -> StageFailed:

@@ -27,7 +27,8 @@ def cmd_demo(args) -> int:
     print("\nreading every published layout of the sample through the readers:")
     cmd_inspect(argparse.Namespace(source=[f"{s}={sample}/{s}" for s in SOURCES], all_layouts=True, json=False))
     print("\nbuilding the sample dataset (Prefect flow build-dataset, Beam's local runner):")
-    cmd_build(argparse.Namespace(recipe="recipes/sample.yaml", output=build, source=[f"{s}={sample}/{s}" for s in SOURCES]))
+    cmd_build(argparse.Namespace(recipe="recipes/sample.yaml", output=build, source=[f"{s}={sample}/{s}" for s in SOURCES],
+                                 prefect=True))  # the train flow starts the temporary server anyway
     print("\ntraining a tiny CLIP + ArcFace on it, exporting, scoring mP@5 (Prefect flow train):")
     code = cmd_train(argparse.Namespace(dataset=build, workdir=train, config="tiny", set=[], steps=args.train_steps))
     print(f"\nsee it retrieve: unibed search --model {train}/export --gallery {build} --gallery-split train "

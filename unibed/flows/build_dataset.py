@@ -28,7 +28,6 @@ Resilience:
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, runtime, task
@@ -38,23 +37,16 @@ from prefect.cache_policies import NO_CACHE
 from unibed.dataplane import storage
 from unibed.dataplane.build import lock
 from unibed.dataplane.build.accounting import accounting_markdown, accounting_rows
-from unibed.dataplane.build.launcher import (
-    BuildHooks,
-    build_dataset,
-    recipe_inputs,
-    recipe_locations,
-)
-from unibed.dataplane.build.output import check_apart
-from unibed.dataplane.build.runner_options import RunnerConfig, check_locations, runner_config
-from unibed.dataplane.recipes import load_recipe
+from unibed.dataplane.build.launcher import BuildHooks, build_dataset
 from unibed.flows import artifacts
+from unibed.flows.build_parameters import FLOW, build_summary, check_parameters, finished_flow_run
 from unibed.flows.retries import retry_settings
-from unibed.flows.stages import ParameterError, stage
-from unibed.schemas.errors import SchemaError
+from unibed.flows.stages import stage
 from unibed.schemas.manifest import Manifest
 from unibed.schemas.recipe import Recipe
 
-FLOW = "build-dataset"
+__all__ = ["FLOW", "build_dataset_flow", "check_parameters", "finished_flow_run"]
+
 # Plans hold whole source indexes: never hash them for caching.
 _task = task(cache_policy=NO_CACHE, **retry_settings())
 
@@ -88,57 +80,6 @@ def attach_artifacts(manifest: Manifest, output: str) -> None:
                               description=f"sample duplicate groups: kept (green) and dropped (red); {path}")
 
 
-def check_parameters(recipe: str | Recipe, output: str | None, sources: dict[str, str] | None,
-                     runner: str, runner_options: dict[str, Any] | None) -> tuple[Recipe, RunnerConfig]:
-    """Everything about the parameters that can be checked without reading data
-    (the CLI runs the same check and passes the checked recipe on)."""
-    try:
-        config = runner_config(runner=runner, **(runner_options or {}))
-    except (SchemaError, ValueError, TypeError) as e:
-        raise ParameterError(FLOW, "runner_options", str(e)) from None
-    spec = _recipe(recipe, output, sources)
-    try:
-        check_locations(config, recipe_locations(spec))
-        check_apart(spec.output, recipe_inputs(spec))
-    except (SchemaError, ValueError) as e:
-        raise ParameterError(FLOW, "sources/output", str(e)) from None
-    return spec, config
-
-
-def _recipe(recipe: str | Recipe, output: str | None, sources: dict[str, str] | None) -> Recipe:
-    try:
-        if isinstance(recipe, str):
-            spec = load_recipe(recipe, output=output)
-        else:
-            spec = recipe.with_overrides(output=output) if output else recipe
-    except SchemaError as e:
-        raise ParameterError(FLOW, "recipe" if output is None else "recipe/output", str(e)) from None
-    try:
-        return spec.with_source_locations(sources) if sources else spec
-    except SchemaError as e:
-        raise ParameterError(FLOW, "sources", str(e)) from None
-
-
-_FLOW_RUN_LABEL = re.compile(r"^flow-run-(?P<id>[0-9a-f-]{36})@")
-
-
-def finished_flow_run(holder: str) -> str | None:
-    """If the lock's holder is a Prefect flow run that is over, say so."""
-    m = _FLOW_RUN_LABEL.match(holder)
-    if not m:
-        return None
-    from prefect.client.orchestration import get_client
-
-    try:
-        with get_client(sync_client=True) as client:
-            state = client.read_flow_run(m["id"]).state
-    except Exception:  # noqa: BLE001 - unknown to this server: cannot judge
-        return None
-    if state is not None and state.is_final():
-        return f"its flow run {m['id']} is {state.name}"
-    return None
-
-
 def _hooks(where: dict[str, str], force_unlock: bool) -> BuildHooks:
     return BuildHooks(run_stage=_stage_as_task(where), holder_gone=finished_flow_run, force_unlock=force_unlock,
                       log=lambda message: get_run_logger().info(message),
@@ -169,12 +110,4 @@ def build_dataset_flow(
         attach_artifacts(result.manifest, spec.output)
     except Exception as e:  # noqa: BLE001 - the dataset is published; a missing picture is not a failure
         get_run_logger().warning("artifacts not attached: %s: %s", type(e).__name__, e)
-    manifest = result.manifest
-    return {
-        "status": result.status,
-        "output": spec.output,
-        "num_classes": manifest.num_classes,
-        "records": {split: info.num_records for split, info in manifest.splits.items()},
-        "accounting": {s: a.model_dump() for s, a in manifest.accounting.items()},
-        "reports": dict(manifest.reports),
-    }
+    return build_summary(result.status, spec.output, result.manifest)

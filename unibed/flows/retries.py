@@ -7,15 +7,14 @@ missing sources, an output that holds another dataset, a held lock,
 validation failures, any ValueError. `is_transient` decides from the
 exception and its causes (Beam wraps a worker's error in its own exception,
 sometimes only as text), `retry_condition` adapts it to Prefect's
-`retry_condition_fn`.
+`retry_condition_fn`; `backoff_delays` gives the same waits to a build run
+without Prefect (unibed/flows/build_direct.py).
 """
 
 from __future__ import annotations
 
 import socket
 from typing import Any
-
-from prefect.tasks import exponential_backoff
 
 RETRIES = 3
 BACKOFF_SECONDS = 10.0  # 10 s, 20 s, 40 s: a GCS or network blip is over by then
@@ -101,9 +100,16 @@ def retry_condition(task: Any, task_run: Any, state: Any) -> bool:
 
 def retry_settings(retries: int = RETRIES, backoff: float = BACKOFF_SECONDS) -> dict:
     """Keyword arguments for `@task(...)`: retries with exponential backoff and jitter."""
+    from prefect.tasks import exponential_backoff  # here: a direct build never imports Prefect
+
     return {
         "retries": retries,
         "retry_delay_seconds": exponential_backoff(backoff_factor=backoff),
         "retry_jitter_factor": 0.2,
         "retry_condition_fn": retry_condition,
     }
+
+
+def backoff_delays(retries: int = RETRIES, backoff: float = BACKOFF_SECONDS) -> list[float]:
+    """The waits before each retry: what Prefect's exponential_backoff gives the tasks."""
+    return [backoff * 2**attempt for attempt in range(retries)]

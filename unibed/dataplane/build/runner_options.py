@@ -16,6 +16,7 @@ command line is never parsed.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -139,6 +140,17 @@ def check_locations(config: RunnerConfig, locations: dict[str, str]) -> None:
         listed = ", ".join(f"{what}={where}" for what, where in sorted(local.items()))
         raise SchemaError(f"runner {config.runner!r}: workers cannot read launcher-local paths: {listed}; "
                           "use gs:// URLs")
+
+
+def check_packaging(config: RunnerConfig) -> None:
+    """A Dataflow job without a worker image ships the pinned requirements, and
+    Beam's stager downloads them at submission with `pip download`: a launcher
+    without pip (a uv-made virtualenv has none) would fail deep inside Beam
+    ("No package metadata was found for pip") after planning, so say it first."""
+    if config.is_distributed and not config.sdk_container_image and importlib.util.find_spec("pip") is None:
+        raise SchemaError(f"runner 'dataflow' without sdk_container_image stages the pinned requirements with "
+                          f"`pip download`, and {sys.executable} has no pip: install pip into it, or pass "
+                          "sdk_container_image (the worker image, infra/worker)")
 
 
 def pipeline_options(config: RunnerConfig, package_dir: str | None = None) -> PipelineOptions:
