@@ -12,7 +12,8 @@ Every random op is a *stateless* op fed a per-image seed (see
 order tf.data's parallel map happens to run the images in.
 
 Output: float32 [S, S, 3] with values in [0, 255] (what the CLIP
-preprocessing inside the model expects to rescale).
+preprocessing inside the model expects to rescale); `train_dataset` rounds
+it to uint8 before batching (cheaper to batch and to move to the device).
 """
 
 from __future__ import annotations
