@@ -34,18 +34,35 @@ def built(sample_build):
 
 def _first_batch(ds):
     images, labels = next(iter(ds))
-    return images.numpy(), labels.numpy()
+    return images.numpy().astype(np.float32), labels.numpy()  # float: uint8 differences wrap around
 
 
 def test_train_batches_have_the_promised_shapes_and_values(built):
     root, manifest = built
     ds = train_dataset(root, manifest, global_batch_size=8, image_size=SIZE, augment=AugmentConfig(), seed=0)
     for images, labels in ds.take(3):
-        assert images.shape == (8, SIZE, SIZE, 3) and images.dtype == tf.float32
+        assert images.shape == (8, SIZE, SIZE, 3) and images.dtype == tf.uint8
         assert labels.shape == (8,) and labels.dtype == tf.int32
-        assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 255.0
-        assert float(tf.reduce_max(images)) > 1.0  # [0, 255], not [0, 1]
+        assert int(tf.reduce_max(images)) > 1 and float(tf.math.reduce_std(tf.cast(images, tf.float32))) > 1.0
         assert ((labels >= 0) & (labels < manifest.num_classes)).numpy().all()
+
+
+def test_uint8_batches_are_the_float32_batches_rounded(built):
+    root, manifest = built
+
+    def first(image_dtype):
+        ds = train_dataset(root, manifest, global_batch_size=8, image_size=SIZE, augment=AugmentConfig(),
+                           seed=3, image_dtype=image_dtype)
+        return next(iter(ds))[0].numpy()
+
+    as_uint8, as_float = first(tf.uint8), first(tf.float32)
+    assert as_uint8.dtype == np.uint8 and as_float.dtype == np.float32
+    assert 0.0 <= as_float.min() and as_float.max() <= 255.0
+    assert (as_float != np.round(as_float)).mean() > 0.5  # float32 keeps the unrounded values
+    np.testing.assert_array_equal(as_uint8, np.floor(as_float + np.float32(0.5)).astype(np.uint8))
+    with pytest.raises(ValueError, match="image_dtype"):
+        train_dataset(root, manifest, global_batch_size=8, image_size=SIZE, augment=AugmentConfig(),
+                      seed=3, image_dtype=tf.float16)
 
 
 def test_one_epoch_covers_every_train_record(built):

@@ -12,7 +12,8 @@ Every random op is a *stateless* op fed a per-image seed (see
 order tf.data's parallel map happens to run the images in.
 
 Output: float32 [S, S, 3] with values in [0, 255] (what the CLIP
-preprocessing inside the model expects to rescale).
+preprocessing inside the model expects to rescale); `train_dataset` rounds
+it to uint8 before batching (cheaper to batch and to move to the device).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ def augment_jpeg(encoded: tf.Tensor, image_size: int, config: AugmentConfig, see
     if config.flip:
         image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     if config.brightness or config.contrast or config.saturation or config.hue:
-        image = tf.clip_by_value(_color_jitter(image, config, seeds[2:]), 0.0, 255.0)
+        # one ClipByValue pass; tf.clip_by_value is two (minimum, then maximum)
+        image = tf.raw_ops.ClipByValue(t=_color_jitter(image, config, seeds[2:]), clip_value_min=0.0, clip_value_max=255.0)
     # (bilinear interpolation of uint8 pixels stays inside [0, 255]: no clip without jitter)
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
@@ -137,7 +139,7 @@ def _color_jitter(image: tf.Tensor, config: AugmentConfig, seeds: tf.Tensor) -> 
     s = factor(config.saturation, seeds[2])
     offset = tf.fill([3], tf.cast(b, tf.float32))
     if config.contrast:  # per-channel mean, as tf.image.adjust_contrast
-        offset += (1.0 - c) * tf.reduce_mean(image, axis=[0, 1])
+        offset += (1.0 - c) * _channel_means(image)
     if config.saturation:  # mixes channels: a 3x3 matmul, ~2x the cost of everything else here
         luma = tf.constant(_LUMA, shape=[3, 1])
         a = s * tf.eye(3) + (1.0 - s) * luma * tf.ones([1, 3])
@@ -148,6 +150,13 @@ def _color_jitter(image: tf.Tensor, config: AugmentConfig, seeds: tf.Tensor) -> 
     if config.hue:  # only hue needs HSV; values in [0, 1] for the conversion
         image = tf.image.stateless_random_hue(tf.clip_by_value(image, 0.0, 255.0) / 255.0, config.hue, seeds[3]) * 255.0
     return image
+
+
+def _channel_means(image: tf.Tensor) -> tf.Tensor:
+    """Per-channel mean of [H, W, 3]: the column means of the [H, W*3] matrix, then
+    of each channel's W columns; Eigen runs that ~5x faster than reduce_mean over axes [0, 1]."""
+    columns = tf.reduce_mean(tf.reshape(image, [tf.shape(image)[0], -1]), axis=0)
+    return tf.reduce_mean(tf.reshape(columns, [-1, 3]), axis=0)
 
 
 def center_crop_uint8(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
