@@ -41,7 +41,7 @@ DONE = len(STAGES)
 RESUMABLE_KEYS = frozenset({"checkpoint_every_steps", "log_every_steps", "eval_batch_size",
                             "tpu", "strategy", "backbone_path"})
 
-# dataset_fn(global_batch_size, seed) -> tf.data.Dataset of (images float32 [B,S,S,3] in
+# dataset_fn(global_batch_size, seed) -> tf.data.Dataset of (images uint8 or float32 [B,S,S,3] in
 # [0, 255], labels int32 [B]), repeated, batches of exactly global_batch_size
 DatasetFn = Callable[[int, int], tf.data.Dataset]
 
