@@ -155,8 +155,9 @@ def build(root: str, output: str, runner: str, workers: int, code: str) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": code}
     start = time.perf_counter()
+    # run from `code`: `python -c` puts the working folder ahead of PYTHONPATH
     child = subprocess.Popen([sys.executable, "-c", _BUILD, root, output, runner, str(workers)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             env=env, cwd=code, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     sampled = TreeSampler(child.pid)
     sampled.start()
     stdout = child.stdout.read()
@@ -232,9 +233,10 @@ def main() -> None:
     parser.add_argument("--work", default="out/bench-scale")
     parser.add_argument("--baseline-code", help="another checkout to build with too (local runner)")
     args = parser.parse_args()
+    args.work = os.path.abspath(args.work)
     sizes = sorted(int(n) for n in args.sizes.split(","))
     pool = photo_pool(photo_paths(args.photos), os.path.join(args.work, "pool"), sizes[-1])
-    code = os.environ.get("PYTHONPATH") or os.getcwd()
+    code = os.path.abspath(os.environ.get("PYTHONPATH") or os.getcwd())
     runs = [(r, r, code) for r in args.runners.split(",")]
     if args.baseline_code:
         runs.append(("local, --baseline-code", "local", os.path.abspath(args.baseline_code)))
@@ -245,8 +247,9 @@ def main() -> None:
         plain[n] = plain_code(pool[:n])
         for name, runner, checkout in runs:
             rows[name][n] = build(root, os.path.join(args.work, "output"), runner, args.num_workers, checkout)
-            print(f"{n} images, {name}: {rows[name][n]['wall']:.1f} s wall, {rows[name][n]['cpu']:.1f} s CPU, "
-                  f"peak {rows[name][n]['peak'] / 2**20:.0f} MB", flush=True)
+            row = rows[name][n]
+            print(f"{n} images, {name}: {row['wall']:.1f} s wall, {row['cpu']:.1f} s CPU, peak "
+                  f"{row['peak'] / 2**20:.0f} MB (largest process {row['maxrss'] / 2**20:.0f} MB)", flush=True)
     report(sizes, rows, plain)
     identity(rows, sizes)
 
