@@ -26,7 +26,8 @@ def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(samp
     plan = plan_build(recipe)
     index = plan.indexes["products10k"]
     items = [i for i in read_unit(index.units[0], index) if isinstance(i, SourceImage)][:12]
-    step = Preprocess(recipe, plan.label_map, str(tmp_path / "_work"))
+    work = str(tmp_path / "_work")
+    step = Preprocess(recipe, plan.label_map, work)
     step.start_bundle()
     made = [(item, out) for item in items for out in step.process(item) if isinstance(out, Candidate)]
     step.finish_bundle()
@@ -35,8 +36,8 @@ def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(samp
     for _, candidate in made:  # what the split join and the shard grouping move
         assert not any(isinstance(getattr(candidate, f.name), bytes) for f in dataclasses.fields(candidate))
         assert len(pickle.dumps(candidate)) < 1024
-    (work_file,) = os.listdir(tmp_path / "_work" / "payload")  # one per bundle
-    backwards = list(read_in_order([c.payload for _, c in reversed(made)], batch_bytes=3000))
+    assert os.listdir(tmp_path / "_work" / "payload") == [made[0][1].payload.file]  # one per bundle
+    backwards = list(read_in_order(work, [c.payload for _, c in reversed(made)], batch_bytes=3000))
     for (item, candidate), example in zip(reversed(made), backwards, strict=True):
         values = decode_example(example)
         assert values[features.IMAGE_ID].decode() == candidate.key

@@ -28,7 +28,7 @@ BATCH_BYTES = 16 * 1024 * 1024  # read back at most this much at a time
 class PayloadRef(NamedTuple):
     """Where one serialized Example lies in a work file."""
 
-    file: str
+    file: str  # its name in the work folder's payload folder (short: it is in every reference)
     offset: int
     length: int
 
@@ -37,7 +37,8 @@ class PayloadWriter:
     """Appends payloads to one new work file (created on the first append)."""
 
     def __init__(self, work: str):
-        self._path = storage.join(work, PAYLOAD_FOLDER, f"{uuid.uuid4().hex}.bin")
+        self._name = f"{uuid.uuid4().hex}.bin"
+        self._path = storage.join(work, PAYLOAD_FOLDER, self._name)
         self._file: BinaryIO | None = None
         self._offset = 0
 
@@ -45,7 +46,7 @@ class PayloadWriter:
         if self._file is None:
             self._file = storage.open_write(self._path)
         self._file.write(data)
-        ref = PayloadRef(self._path, self._offset, len(data))
+        ref = PayloadRef(self._name, self._offset, len(data))
         self._offset += len(data)
         return ref
 
@@ -56,8 +57,10 @@ class PayloadWriter:
             self._file = None
 
 
-def read_in_order(refs: Iterable[PayloadRef], batch_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
-    """The payloads of `refs`, in the order given, holding at most ~batch_bytes
+def read_in_order(
+    work: str, refs: Iterable[PayloadRef], batch_bytes: int = BATCH_BYTES
+) -> Iterator[bytes]:
+    """The payloads of `refs` (written under `work`), in the order given, holding at most ~batch_bytes
     at a time; each batch is read file by file in offset order (one open per
     file and batch, ranged reads on gs://)."""
     batch: list[PayloadRef] = []
@@ -66,19 +69,20 @@ def read_in_order(refs: Iterable[PayloadRef], batch_bytes: int = BATCH_BYTES) ->
         batch.append(ref)
         held += ref.length
         if held >= batch_bytes:
-            yield from _read_batch(batch)
+            yield from _read_batch(work, batch)
             batch, held = [], 0
-    yield from _read_batch(batch)
+    yield from _read_batch(work, batch)
 
 
-def _read_batch(refs: list[PayloadRef]) -> list[bytes]:
+def _read_batch(work: str, refs: list[PayloadRef]) -> list[bytes]:
     by_file: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     for position, ref in enumerate(refs):
         by_file[ref.file].append((ref.offset, ref.length, position))
     out: list[bytes] = [b""] * len(refs)
-    for path, wanted in by_file.items():
+    for name, wanted in by_file.items():
         wanted.sort()
         ranges = [(offset, length) for offset, length, _ in wanted]
+        path = storage.join(work, PAYLOAD_FOLDER, name)
         for (_, _, position), data in zip(wanted, storage.read_ranges(path, ranges), strict=True):
             out[position] = data
     return out

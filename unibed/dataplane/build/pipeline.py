@@ -71,7 +71,7 @@ def build_pipeline(
         ExampleInputs(read.candidates, splits, resolved.losing_inputs)
         | "JoinSplits" >> JoinSplits()
     )
-    shards = examples.records | "WriteShards" >> WriteShards(output, recipe.shards, recipe.split.salt)
+    shards = examples.records | "WriteShards" >> WriteShards(output, work, recipe.shards, recipe.split.salt)
     (
         SideProducts(resolved.rejected, kept.drops, shards, read.inputs, read.not_selected, examples.written)
         | "WriteSideProducts" >> WriteSideProducts(work)

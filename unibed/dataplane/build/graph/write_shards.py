@@ -24,9 +24,10 @@ class WrittenShard(NamedTuple):
 class WriteShards(beam.PTransform):
     """Record -> WrittenShard, one per shard of each split."""
 
-    def __init__(self, output: str, spec: ShardSpec, salt: str):
+    def __init__(self, output: str, work: str, spec: ShardSpec, salt: str):
         super().__init__()
         self._output = output
+        self._work = work
         self._spec = spec
         self._salt = salt
 
@@ -46,7 +47,7 @@ class WriteShards(beam.PTransform):
             (placed, every_shard)
             | "WithEmpty" >> beam.Flatten()
             | "Shards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShard(self._output), counts=beam.pvalue.AsDict(shard_counts))
+            | "Write" >> beam.ParDo(WriteShard(self._output, self._work), counts=beam.pvalue.AsDict(shard_counts))
         )
 
 
@@ -73,12 +74,13 @@ def place_in_shard(record: Record, salt: str, counts: dict) -> tuple:
 
 
 class WriteShard(beam.DoFn):
-    def __init__(self, output: str):
+    def __init__(self, output: str, work: str):
         self._output = output
+        self._work = work
 
     def process(self, element, counts: dict):
         (split, index), records = element
         # None: the placeholder of an empty shard; sha256 shuffle keys never tie
         ordered = sorted(r for r in records if r is not None)
-        examples = payload.read_in_order(ref for _, ref in ordered)
+        examples = payload.read_in_order(self._work, (ref for _, ref in ordered))
         yield WrittenShard(split, shards.write_ordered_shard(self._output, split, index, counts[split], examples))
