@@ -1,15 +1,20 @@
 """The dataset build as one Apache Beam pipeline (local runner or Dataflow).
 
-    units --ReadAndPreprocess--> Candidate (stored JPEG + hashes), rejections
-      metadata plane (no image bytes), on Meta:
+    units --ReadAndPreprocess--> Candidate (hashes + reference to its Example), rejections
+                                 serialized Examples -> _work/payload/<bundle uuid>.bin
+      on Meta:
         --ResolveKeys--> one per key (duplicate ids, missing images)
         --Deduplicate--> identical-hash groups -> near-duplicate pairs -> keep rule
         --AssignSplits--> (key, split) per class
-    Candidate x split --EncodeExamples--> Record --WriteShards--> train-*/validation-* shards
+    Candidate x split --JoinSplits--> Record --WriteShards--> train-*/validation-* shards
+                                                (Examples read back from the work files)
     rejections, drops, shard infos, counts --WriteSideProducts--> JSON lines in the work folder
 
-Image bytes cross two shuffles (the split join and the shard grouping); every
-decision is taken on small metadata. The side products go to a work folder
+No image bytes cross a shuffle: Preprocess writes each bundle's serialized
+Examples to a work file and passes on (file, offset, length); every decision
+is taken on small metadata, and only the shard writer reads the bytes back
+(unibed/dataplane/build/payload.py), so memory grows with the metadata, not
+with the images. The side products go to a work folder
 that assemble.py turns into reports and the manifest (reading them with
 unibed/dataplane/build/graph/side_products.py, next to their writers). The stages live in
 unibed/dataplane/build/graph/, one composite transform each.
@@ -26,7 +31,7 @@ import apache_beam as beam
 
 from unibed.dataplane import storage
 from unibed.dataplane.build.graph.dedup import Deduplicate
-from unibed.dataplane.build.graph.examples import EncodeExamples, ExampleInputs
+from unibed.dataplane.build.graph.examples import ExampleInputs, JoinSplits
 from unibed.dataplane.build.graph.read import (
     READ_CONTEXT,
     ReadAndPreprocess,
@@ -58,15 +63,15 @@ def build_pipeline(
         ReadContext(indexes, {s.source: s for s in selections}), storage.join(work, READ_CONTEXT)
     )
 
-    read = pipeline | "ReadAndPreprocess" >> ReadAndPreprocess(units, context_path, recipe, label_map)
+    read = pipeline | "ReadAndPreprocess" >> ReadAndPreprocess(units, context_path, recipe, label_map, work)
     resolved = read | "ResolveKeys" >> ResolveKeys()
     kept = resolved.metas | "Deduplicate" >> Deduplicate(recipe.dedup, recipe.image)
     splits = kept.survivors | "AssignSplits" >> AssignSplits(recipe.split)
     examples = (
         ExampleInputs(read.candidates, splits, resolved.losing_inputs)
-        | "EncodeExamples" >> EncodeExamples()
+        | "JoinSplits" >> JoinSplits()
     )
-    shards = examples.records | "WriteShards" >> WriteShards(output, recipe.shards, recipe.split.salt)
+    shards = examples.records | "WriteShards" >> WriteShards(output, work, recipe.shards, recipe.split.salt)
     (
         SideProducts(resolved.rejected, kept.drops, shards, read.inputs, read.not_selected, examples.written)
         | "WriteSideProducts" >> WriteSideProducts(work)

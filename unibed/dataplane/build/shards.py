@@ -68,11 +68,19 @@ def write_shard(
     order the records arrive in. Call it for every index, even with no
     records: the manifest lists all `count` shards.
     """
+    return write_ordered_shard(output_dir, split, index, count, (e for _, e in sorted(records)))
+
+
+def write_ordered_shard(
+    output_dir: str, split: str, index: int, count: int, examples: Iterable[bytes]
+) -> ShardInfo:
+    """Write one shard from serialized Examples already in shuffle-key order,
+    streaming them (write_shard sorts first)."""
     name = shard_name(split, index, count)
     digest = hashlib.sha256()
     num_records = num_bytes = 0
     with storage.open_write(storage.join(output_dir, name)) as f:
-        for _, example in sorted(records):
+        for example in examples:
             framed = frame(example)
             f.write(framed)
             digest.update(framed)

@@ -6,7 +6,7 @@ unibed/dataplane/build/pipeline.py):
     resolve.py        ResolveKeys: one input per key; duplicate ids, missing images
     dedup.py          Deduplicate: identical hashes, near duplicates, keep rule
     splits.py         AssignSplits: the survivors' train/validation split, per class
-    examples.py       EncodeExamples: image x split -> serialized Example
+    examples.py       JoinSplits: image x split -> Record (a reference to its Example)
     write_shards.py   WriteShards: records -> train-*/validation-* shards
     side_products.py  WriteSideProducts and their readers (JSON lines in the work folder)
 """

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from unibed.dataplane.build.payload import PayloadRef
+
 EXCLUSION = "exclusion"  # the source and label of exclusion-set images
 
 
@@ -18,7 +20,7 @@ class Candidate:
     source_label: str
     label: int  # unified id (-1 for exclusion images)
     where: str  # its location, to tell apart two inputs that share a key
-    jpeg: bytes
+    payload: PayloadRef | None  # its serialized Example, in a work file (None only while made)
     width: int
     height: int
     phash: int

@@ -1,5 +1,7 @@
-"""EncodeExamples: each image joined with its split becomes a serialized
-tf.train.Example (the first of the two shuffles image bytes cross)."""
+"""JoinSplits: each image joined with its split becomes a Record: the split,
+the key and a reference to its serialized tf.train.Example, which Preprocess
+wrote to a work file (unibed/dataplane/build/payload.py). No image bytes
+cross this shuffle; example_values is the Example's content, encoded there."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from unibed.dataplane.build.graph.elements import Candidate
-from unibed.dataplane.records import codec as example_codec
+from unibed.dataplane.build.payload import PayloadRef
 from unibed.schemas import features
 
 
@@ -23,7 +25,7 @@ class ExampleInputs(NamedTuple):
 class Record(NamedTuple):
     split: str
     key: str  # source/image_id
-    example: bytes  # serialized tf.train.Example
+    payload: PayloadRef  # where its serialized tf.train.Example lies
 
 
 class Written(NamedTuple):
@@ -39,7 +41,7 @@ class Examples(NamedTuple):
     written: PCollection  # Written, one per record
 
 
-class EncodeExamples(beam.PTransform):
+class JoinSplits(beam.PTransform):
     """ExampleInputs -> Examples."""
 
     def expand(self, inputs: ExampleInputs):
@@ -48,7 +50,7 @@ class EncodeExamples(beam.PTransform):
         examples = (
             {"candidate": candidates, "split": inputs.splits}
             | "SplitJoin" >> beam.CoGroupByKey()
-            | "Encode" >> beam.ParDo(ToExample(), losing_inputs=losing).with_outputs(
+            | "ToRecord" >> beam.ParDo(ToRecord(), losing_inputs=losing).with_outputs(
                 "written", main="record"
             )
         )
@@ -63,7 +65,7 @@ def as_present(key_and_where: tuple) -> tuple:
     return key_and_where, True
 
 
-class ToExample(beam.DoFn):
+class ToRecord(beam.DoFn):
     """Join an image with its split; emit a Record and (tagged 'written') what counts need."""
 
     def __init__(self):
@@ -76,13 +78,13 @@ class ToExample(beam.DoFn):
             (candidate,) = [c for c in grouped["candidate"] if (key, c.where) not in losing_inputs]
             self._written.inc()
             yield TaggedOutput("written", Written(splits[0], candidate.source, candidate.label))
-            example = example_codec.encode_example(example_values(candidate))
-            yield Record(splits[0], candidate.key, example)
+            yield Record(splits[0], candidate.key, candidate.payload)
 
 
-def example_values(candidate: Candidate) -> dict:
+def example_values(candidate: Candidate, jpeg: bytes) -> dict:
+    """What a written image's Example holds (features.FEATURES fixes their order)."""
     return {
-        features.ENCODED: candidate.jpeg,
+        features.ENCODED: jpeg,
         features.LABEL: candidate.label,
         features.IMAGE_ID: candidate.key,
         features.SOURCE: candidate.source,

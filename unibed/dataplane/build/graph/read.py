@@ -1,5 +1,6 @@
 """ReadAndPreprocess: every unit read, the recipe's selection kept, each kept
-image preprocessed into a Candidate (stored JPEG + hashes).
+image preprocessed into a Candidate (hashes, metadata, and a reference to its
+serialized Example, written to a work file: unibed/dataplane/build/payload.py).
 
 The plan's indexes and selections are staged as `_work/read_context.pickle`
 and reach the read step as a side input, so the job graph stays small.
@@ -7,6 +8,7 @@ and reach the read step as a side input, so the job graph stays small.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,9 +21,12 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 
 from unibed.dataplane import storage
 from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.build.graph.examples import example_values
+from unibed.dataplane.build.payload import PayloadWriter
 from unibed.dataplane.build.selection import SourceSelection, rank_key
 from unibed.dataplane.dedup import keep_rule
 from unibed.dataplane.images.preprocess import ProcessedImage, Rejected, preprocess
+from unibed.dataplane.records import codec as example_codec
 from unibed.dataplane.sources import read_unit
 from unibed.dataplane.sources.base import ReadUnit, SourceIndex
 from unibed.schemas.label_map import LabelMap
@@ -66,16 +71,18 @@ class Read(NamedTuple):
 
 
 class ReadAndPreprocess(beam.PTransform):
-    """pipeline -> Read, from the units (one per archive/batch) and the staged read context."""
+    """pipeline -> Read, from the units (one per archive/batch) and the staged
+    read context; the Examples go to work files under `work`."""
 
     def __init__(
-        self, units: list[ReadUnit], context_path: str, recipe: Recipe, label_map: LabelMap
+        self, units: list[ReadUnit], context_path: str, recipe: Recipe, label_map: LabelMap, work: str
     ):
         super().__init__()
         self._units = units
         self._context_path = context_path
         self._recipe = recipe
         self._label_map = label_map
+        self._work = work
 
     def expand(self, pipeline):
         context = (
@@ -92,7 +99,7 @@ class ReadAndPreprocess(beam.PTransform):
             ).with_outputs("input", "rejected", "not_selected", main="image")
         )
         processed = read.image | "Preprocess" >> beam.ParDo(
-            Preprocess(self._recipe, self._label_map)
+            Preprocess(self._recipe, self._label_map, self._work)
         ).with_outputs("rejected", main="candidate")
         rejected = (read.rejected, processed.rejected) | "AllRejected" >> beam.Flatten()
         wanted = (
@@ -163,13 +170,29 @@ def _not_selected(item: SourceImage) -> Iterable:
 
 
 class Preprocess(beam.DoFn):
-    """SourceImage -> Candidate, or a Rejection (tagged 'rejected') for an image the spec refuses."""
+    """SourceImage -> Candidate, or a Rejection (tagged 'rejected') for an image the spec refuses.
 
-    def __init__(self, recipe: Recipe, label_map: LabelMap):
+    Each bundle appends its Examples to a work file of its own, closed in
+    finish_bundle. Candidates leave before that, but nothing reads the file in
+    this fused stage: its only reader, WriteShards, lies behind the split
+    join's and the shard grouping's shuffles, which see a bundle's output only
+    once the bundle committed, i.e. after finish_bundle (local runners and
+    Dataflow alike). A failed bundle's file is an orphan no output refers to.
+    """
+
+    def __init__(self, recipe: Recipe, label_map: LabelMap, work: str):
         self._spec = recipe.image
         self._ids = label_map.lookup()
         self._rank = {s.name: i for i, s in enumerate(recipe.sources)}
+        self._work = work
         self._rejected = Metrics.counter("build", "images_rejected")
+        self._payloads: PayloadWriter | None = None
+
+    def start_bundle(self):
+        self._payloads = PayloadWriter(self._work)
+
+    def finish_bundle(self):
+        self._payloads.close()
 
     def process(self, item: SourceImage):
         record = item.record
@@ -185,10 +208,12 @@ class Preprocess(beam.DoFn):
 
     def _candidate(self, record: SourceRecord, image: ProcessedImage) -> Candidate:
         pixels = image.source_width * image.source_height
-        return Candidate(
+        candidate = Candidate(
             record.key, record.source, record.image_id, record.label,
             self._ids[(record.source, record.label)], str(record.location),
-            image.jpeg, image.width, image.height, image.phash, image.sha256,
+            None, image.width, image.height, image.phash, image.sha256,
             keep_rule.preference(False, pixels, self._rank[record.source], record.key),
             image.probes,
         )
+        example = example_codec.encode_example(example_values(candidate, image.jpeg))
+        return dataclasses.replace(candidate, payload=self._payloads.append(example))

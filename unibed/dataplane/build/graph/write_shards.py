@@ -1,6 +1,8 @@
-"""WriteShards: records -> train-*/validation-* shards (the second shuffle of
-image bytes). Each split's shard count comes from its total size; a record's
-shard and its place in it from its shuffle key (unibed/dataplane/build/shards.py)."""
+"""WriteShards: records -> train-*/validation-* shards. Each split's shard
+count comes from its total size; a record's shard and its place in it from its
+shuffle key (unibed/dataplane/build/shards.py). The shard grouping moves only
+references: each shard's writer reads its Examples from the work files, in
+shuffle-key order, a batch at a time (unibed/dataplane/build/payload.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 
-from unibed.dataplane.build import shards
+from unibed.dataplane.build import payload, shards
 from unibed.dataplane.build.graph.examples import Record
 from unibed.schemas.manifest import ShardInfo
 from unibed.schemas.recipe import ShardSpec
@@ -22,9 +24,10 @@ class WrittenShard(NamedTuple):
 class WriteShards(beam.PTransform):
     """Record -> WrittenShard, one per shard of each split."""
 
-    def __init__(self, output: str, spec: ShardSpec, salt: str):
+    def __init__(self, output: str, work: str, spec: ShardSpec, salt: str):
         super().__init__()
         self._output = output
+        self._work = work
         self._spec = spec
         self._salt = salt
 
@@ -44,13 +47,13 @@ class WriteShards(beam.PTransform):
             (placed, every_shard)
             | "WithEmpty" >> beam.Flatten()
             | "Shards" >> beam.GroupByKey()
-            | "Write" >> beam.ParDo(WriteShard(self._output), counts=beam.pvalue.AsDict(shard_counts))
+            | "Write" >> beam.ParDo(WriteShard(self._output, self._work), counts=beam.pvalue.AsDict(shard_counts))
         )
 
 
 def split_and_size(record: Record) -> tuple:
     """(split, (bytes, records)), to be summed per split."""
-    return record.split, (len(record.example), 1)
+    return record.split, (record.payload.length, 1)
 
 
 def shard_count(split_total: tuple, spec: ShardSpec) -> tuple:
@@ -65,16 +68,19 @@ def every_shard_of(split_count: tuple) -> list:
 
 
 def place_in_shard(record: Record, salt: str, counts: dict) -> tuple:
-    """((split, shard index), (shuffle key, example)): the shard writes in shuffle-key order."""
+    """((split, shard index), (shuffle key, payload)): the shard writes in shuffle-key order."""
     index = shards.shard_index(record.key, salt, counts[record.split])
-    return (record.split, index), (shards.shuffle_key(record.key, salt), record.example)
+    return (record.split, index), (shards.shuffle_key(record.key, salt), record.payload)
 
 
 class WriteShard(beam.DoFn):
-    def __init__(self, output: str):
+    def __init__(self, output: str, work: str):
         self._output = output
+        self._work = work
 
     def process(self, element, counts: dict):
         (split, index), records = element
-        records = [r for r in records if r is not None]  # None: the placeholder of an empty shard
-        yield WrittenShard(split, shards.write_shard(self._output, split, index, counts[split], records))
+        # None: the placeholder of an empty shard; sha256 shuffle keys never tie
+        ordered = sorted(r for r in records if r is not None)
+        examples = payload.read_in_order(self._work, (ref for _, ref in ordered))
+        yield WrittenShard(split, shards.write_ordered_shard(self._output, split, index, counts[split], examples))

@@ -1,0 +1,44 @@
+"""Image bytes stay out of the build's shuffles: Preprocess writes each image's
+serialized Example to its bundle's work file and passes on only a reference,
+which the shard writer reads back in any order it needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+
+from test_build import sample_recipe
+
+from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.build.graph.read import Preprocess
+from unibed.dataplane.build.launcher import plan_build
+from unibed.dataplane.build.payload import read_in_order
+from unibed.dataplane.images.preprocess import preprocess
+from unibed.dataplane.records.codec import decode_example
+from unibed.dataplane.sources import read_unit
+from unibed.schemas import features
+from unibed.schemas.source_record import SourceImage
+
+
+def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(sample_root, tmp_path):
+    recipe = sample_recipe(sample_root, str(tmp_path / "out"))
+    plan = plan_build(recipe)
+    index = plan.indexes["products10k"]
+    items = [i for i in read_unit(index.units[0], index) if isinstance(i, SourceImage)][:12]
+    work = str(tmp_path / "_work")
+    step = Preprocess(recipe, plan.label_map, work)
+    step.start_bundle()
+    made = [(item, out) for item in items for out in step.process(item) if isinstance(out, Candidate)]
+    step.finish_bundle()
+
+    assert len(made) >= 8
+    for _, candidate in made:  # what the split join and the shard grouping move
+        assert not any(isinstance(getattr(candidate, f.name), bytes) for f in dataclasses.fields(candidate))
+        assert len(pickle.dumps(candidate)) < 1024
+    assert os.listdir(tmp_path / "_work" / "payload") == [made[0][1].payload.file]  # one per bundle
+    backwards = list(read_in_order(work, [c.payload for _, c in reversed(made)], batch_bytes=3000))
+    for (item, candidate), example in zip(reversed(made), backwards, strict=True):
+        values = decode_example(example)
+        assert values[features.IMAGE_ID].decode() == candidate.key
+        assert values[features.ENCODED] == preprocess(item.data, recipe.image).jpeg

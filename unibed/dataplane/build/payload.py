@@ -1,0 +1,88 @@
+"""Work files that hold the serialized Examples, so image bytes never cross a shuffle.
+
+Preprocess appends each image's serialized tf.train.Example to its bundle's
+work file (`_work/payload/<uuid>.bin`, local or gs://) and passes on only a
+PayloadRef (file, offset, length); dedup, the split join and the shard
+grouping move those small references. The shard writer reads the bytes back
+in its deterministic order (read_in_order), so a build's memory grows with
+its metadata, not with its images.
+
+A retried bundle writes a new file under a new name; the failed attempt's
+file is an orphan no element refers to. The whole `_work` folder is deleted
+before a Beam attempt starts over and when the output is published (output.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, NamedTuple
+
+from unibed.dataplane import storage
+
+PAYLOAD_FOLDER = "payload"  # in the work folder
+BATCH_BYTES = 16 * 1024 * 1024  # read back at most this much at a time
+
+
+class PayloadRef(NamedTuple):
+    """Where one serialized Example lies in a work file."""
+
+    file: str  # its name in the work folder's payload folder (short: it is in every reference)
+    offset: int
+    length: int
+
+
+class PayloadWriter:
+    """Appends payloads to one new work file (created on the first append)."""
+
+    def __init__(self, work: str):
+        self._name = f"{uuid.uuid4().hex}.bin"
+        self._path = storage.join(work, PAYLOAD_FOLDER, self._name)
+        self._file: BinaryIO | None = None
+        self._offset = 0
+
+    def append(self, data: bytes) -> PayloadRef:
+        if self._file is None:
+            self._file = storage.open_write(self._path)
+        self._file.write(data)
+        ref = PayloadRef(self._name, self._offset, len(data))
+        self._offset += len(data)
+        return ref
+
+    def close(self) -> None:
+        """Durable after this: local, closed; gs://, the upload finalised."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_in_order(
+    work: str, refs: Iterable[PayloadRef], batch_bytes: int = BATCH_BYTES
+) -> Iterator[bytes]:
+    """The payloads of `refs` (written under `work`), in the order given, holding at most ~batch_bytes
+    at a time; each batch is read file by file in offset order (one open per
+    file and batch, ranged reads on gs://)."""
+    batch: list[PayloadRef] = []
+    held = 0
+    for ref in refs:
+        batch.append(ref)
+        held += ref.length
+        if held >= batch_bytes:
+            yield from _read_batch(work, batch)
+            batch, held = [], 0
+    yield from _read_batch(work, batch)
+
+
+def _read_batch(work: str, refs: list[PayloadRef]) -> list[bytes]:
+    by_file: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for position, ref in enumerate(refs):
+        by_file[ref.file].append((ref.offset, ref.length, position))
+    out: list[bytes] = [b""] * len(refs)
+    for name, wanted in by_file.items():
+        wanted.sort()
+        ranges = [(offset, length) for offset, length, _ in wanted]
+        path = storage.join(work, PAYLOAD_FOLDER, name)
+        for (_, _, position), data in zip(wanted, storage.read_ranges(path, ranges), strict=True):
+            out[position] = data
+    return out
