@@ -33,7 +33,7 @@ demo: setup
 test: setup
 	.venv/bin/pytest
 
-# Printed figures, never pass/fail (see benchmarks/README.md); about 45 minutes.
+# Printed figures, never pass/fail (see benchmarks/README.md); about 2 hours on 2 cores.
 bench: setup
 	.venv/bin/python -m benchmarks.bench_preprocess
 	.venv/bin/python -m benchmarks.bench_hamming_search
@@ -44,6 +44,12 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_input_pipeline
 	.venv/bin/python -m benchmarks.bench_train_step
 	.venv/bin/python -m benchmarks.bench_retrieval
+	.venv/bin/python -m benchmarks.bench_hostile_members
+	.venv/bin/python -m benchmarks.bench_hostile_jpeg
+	.venv/bin/python -m benchmarks.bench_dedup_edits
+	.venv/bin/python -m benchmarks.bench_fixed_cost
+	.venv/bin/python -m benchmarks.bench_build_scale
+	.venv/bin/python -m benchmarks.bench_dataflow_job
 
 lint: setup
 	.venv/bin/ruff check .
