@@ -124,7 +124,7 @@ def test_a_flood_in_the_header_is_refused_before_pillow_parses_it(flood, count, 
 # --- in the build ----------------------------------------------------------------------
 
 
-def test_the_build_step_counts_it_as_a_rejection_of_its_file():
+def test_the_build_step_counts_it_as_a_rejection_of_its_file(tmp_path):
     from apache_beam.pvalue import TaggedOutput
 
     from unibed.dataplane.build.graph.read import Preprocess
@@ -134,7 +134,8 @@ def test_the_build_step_counts_it_as_a_rejection_of_its_file():
 
     where = "/data/products10k/train/7.jpg"
     record = SourceRecord("products10k", "7", "3", Location(LocationKind.FILE, where))
-    step = Preprocess(load_recipe("recipes/sample.yaml"), LabelMap((LabelEntry(0, "products10k", "3", "3"),)))
+    label_map = LabelMap((LabelEntry(0, "products10k", "3", "3"),))
+    step = Preprocess(load_recipe("recipes/sample.yaml"), label_map, str(tmp_path))
     [output] = step.process(SourceImage(record, scan_bomb()))
     assert isinstance(output, TaggedOutput) and output.tag == "rejected"
     rejection = output.value
