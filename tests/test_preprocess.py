@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFile, ImageFilter
 
-from unibed.dataplane.images.phash import _resize_lanczos, phash
+from unibed.dataplane.images.phash import phash, resize_lanczos
 from unibed.dataplane.images.preprocess import (
     REDUCING_GAP,
     RESAMPLE,
@@ -559,7 +559,7 @@ def test_the_32x32_resize_matches_pillow_for_every_side_length():
     for height, width in swept + very_tall:
         gray = rng.integers(0, 256, (height, width), dtype=np.uint8)
         expected = np.asarray(Image.fromarray(gray).resize((32, 32), Image.Resampling.LANCZOS))
-        assert np.array_equal(_resize_lanczos(gray.astype(np.float64), 32), expected), gray.shape
+        assert np.array_equal(resize_lanczos(gray.astype(np.float64), 32), expected), gray.shape
 
 
 def test_phash_is_of_the_stored_pixels_before_jpeg_encoding():

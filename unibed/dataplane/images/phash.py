@@ -83,9 +83,6 @@ def resize_lanczos(gray: np.ndarray, side: int) -> np.ndarray:
     return gray
 
 
-_resize_lanczos = resize_lanczos  # its former name, which tests still import
-
-
 def vertical_first(height: int, width: int, side: int) -> bool:
     """Image.resize takes very tall images vertically first; otherwise horizontal first."""
     return height > width * 100 and side < height
