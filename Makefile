@@ -31,7 +31,7 @@ demo: setup
 	.venv/bin/unibed demo --workdir out
 
 test: setup
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2 --dist loadgroup
 
 # Printed figures, never pass/fail (see benchmarks/README.md); about 2 hours on 2 cores.
 bench: setup

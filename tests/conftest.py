@@ -20,6 +20,16 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="unibed-prefect-")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """`make test` runs the suite on two pytest-xdist workers, a module at a time
+    (--dist loadgroup); the tests that share the trained run stay on one worker
+    so the couple of minutes of training happen once."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("trained_run"))
+
+
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> str:
     """The default generated sample, written once per session."""

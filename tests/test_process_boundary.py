@@ -11,6 +11,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from unibed import trainer
 from unibed.dataplane.records.codec import decode_example, encode_example
 from unibed.dataplane.records.framing import frame, iter_records
@@ -59,27 +61,48 @@ def test_encoding_is_deterministic_and_round_trips():
     assert features.int64_to_phash(back[features.PHASH]) == (1 << 64) - 2
 
 
-def test_tensorflow_parses_codec_records_with_only_the_training_keys(tmp_path):
-    path = tmp_path / "train-00000-of-00001.tfrecord"
+@pytest.fixture(scope="module")
+def tensorflow_process(tmp_path_factory) -> dict:
+    """One TensorFlow process (its import costs ~10 s) for the three checks that
+    need one, in an order that keeps them apart: the trainer's imports are
+    recorded before the codec is imported, then TensorFlow parses codec records
+    from a file and the codec and TensorFlow share the process."""
+    path = tmp_path_factory.mktemp("boundary") / "train-00000-of-00001.tfrecord"
     raw = [encode_example(_record(i, i * 1000)) for i in range(5)]
     path.write_bytes(b"".join(frame(r) for r in raw))
     with open(path, "rb") as f:
         assert list(iter_records(f)) == raw
     out = _run(f"""
-        import json, tensorflow as tf
+        import json, sys
+        for m in {TRAINER_MODULES!r}:
+            __import__(m)
+        trainer_imports = sorted(m for m in sys.modules if m.split(".")[0] in ("tfrecord", "apache_beam", "prefect")
+                                 or m.startswith(("unibed.dataplane", "unibed.flows")))
+        import tensorflow as tf
         from unibed.trainer.features import parse_example
         ds = tf.data.TFRecordDataset([{str(path)!r}]).map(parse_example)
-        print(json.dumps([[int(x["image/class/label"]), x["image/encoded"].numpy().decode("latin1")] for x in ds]))
+        parsed = [[int(x["image/class/label"]), x["image/encoded"].numpy().decode("latin1")] for x in ds]
+
+        from unibed.dataplane.records.codec import decode_example, encode_example
+        from tests.test_process_boundary import _record
+        raw = encode_example(_record(7, 123))
+        example = tf.train.Example.FromString(raw)
+        shared = [example.SerializeToString(deterministic=True) == raw,
+                  decode_example(example.SerializeToString())["image/class/label"],
+                  int(example.features.feature["image/class/label"].int64_list.value[0])]
+        print(json.dumps({{"trainer_imports": trainer_imports, "parsed": parsed, "shared": shared}}))
         """)
-    parsed = json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_tensorflow_parses_codec_records_with_only_the_training_keys(tensorflow_process):
+    parsed = tensorflow_process["parsed"]
     assert [label for label, _ in parsed] == [0, 1000, 2000, 3000, 4000]
     assert parsed[2][1].encode("latin1") == b"\xff\xd8jpeg-bytes-2"
 
 
 def test_framing_detects_corruption(tmp_path):
     import io
-
-    import pytest
 
     data = bytearray(frame(b"hello") + frame(b"world"))
     data[15] ^= 0xFF  # inside the first record's data
@@ -99,26 +122,9 @@ def test_data_plane_never_imports_tensorflow():
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_trainer_never_imports_the_data_plane():
-    out = _run(f"""
-        import sys
-        for m in {TRAINER_MODULES!r}:
-            __import__(m)
-        print(sorted(m for m in sys.modules if m.split(".")[0] in ("tfrecord", "apache_beam", "prefect")
-                      or m.startswith(("unibed.dataplane", "unibed.flows"))))
-        """)
-    assert out.strip().splitlines()[-1] == "[]"
+def test_trainer_never_imports_the_data_plane(tensorflow_process):
+    assert tensorflow_process["trainer_imports"] == []
 
 
-def test_codec_and_tensorflow_share_a_process():
-    out = _run("""
-        import tensorflow as tf
-        from unibed.dataplane.records.codec import decode_example, encode_example
-        from tests.test_process_boundary import _record
-        raw = encode_example(_record(7, 123))
-        example = tf.train.Example.FromString(raw)
-        assert example.SerializeToString(deterministic=True) == raw
-        assert decode_example(example.SerializeToString())["image/class/label"] == 123
-        print("ok", int(example.features.feature["image/class/label"].int64_list.value[0]))
-        """)
-    assert out.strip().splitlines()[-1] == "ok 123"
+def test_codec_and_tensorflow_share_a_process(tensorflow_process):
+    assert tensorflow_process["shared"] == [True, 123, 123]
