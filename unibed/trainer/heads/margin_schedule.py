@@ -25,7 +25,7 @@ from unibed.trainer.heads.dynamic_margin import counts_per_class, dynamic_margin
 HEAD_LAYER = "arc_margin"  # the MarginProduct's name in the training model
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class MarginPlan:
     base: np.ndarray  # float32 [C]
     step: float  # added per epoch; 0: fixed margins
