@@ -1,6 +1,6 @@
 """mP@5 on the generated sample by margin head (printed figures, never pass/fail).
 
-    .venv/bin/python -m benchmarks.bench_heads [--steps 240] [--seeds 0 1 2] [--dataset BUILD]
+    .venv/bin/python -m benchmarks.bench_heads [--steps 160] [--seeds 0 1 2] [--dataset BUILD]
 
 Generates the default sample and builds it with recipes/sample.yaml (or takes
 an existing build), then trains the `tiny` config for the same number of steps
@@ -69,7 +69,7 @@ def summarise(scores: dict[str, list[float]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=240, help="training steps per run, both stages")
+    parser.add_argument("--steps", type=int, default=160, help="training steps per run, both stages")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--heads", nargs="+", default=list(HEADS), choices=list(HEADS))
     parser.add_argument("--dataset", help="an existing build folder (default: generate and build the sample)")
