@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unibed.trainer.heads.margin_product import MarginProduct
 from unibed.trainer.augment import AugmentConfig
 from unibed.trainer.backbone import (
     CLIP_MEAN,
@@ -25,6 +24,7 @@ from unibed.trainer.backbone import (
     save_encoder_preset,
 )
 from unibed.trainer.config import ConfigError, TrainConfig, get_config
+from unibed.trainer.heads.margin_product import MarginProduct
 from unibed.trainer.model import GroupMean, build_models
 from unibed.trainer.run import with_total_steps
 from unibed.trainer.schedule import WarmupCosine, stage_schedule
