@@ -43,6 +43,7 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_fetch
 	.venv/bin/python -m benchmarks.bench_input_pipeline
 	.venv/bin/python -m benchmarks.bench_train_step
+	.venv/bin/python -m benchmarks.bench_heads
 	.venv/bin/python -m benchmarks.bench_retrieval
 	.venv/bin/python -m benchmarks.bench_hostile_members
 	.venv/bin/python -m benchmarks.bench_hostile_jpeg

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unibed.trainer.arcface import ArcMarginProduct
 from unibed.trainer.augment import AugmentConfig
 from unibed.trainer.backbone import (
     CLIP_MEAN,
@@ -25,6 +24,7 @@ from unibed.trainer.backbone import (
     save_encoder_preset,
 )
 from unibed.trainer.config import ConfigError, TrainConfig, get_config
+from unibed.trainer.heads.margin_product import MarginProduct
 from unibed.trainer.model import GroupMean, build_models
 from unibed.trainer.run import with_total_steps
 from unibed.trainer.schedule import WarmupCosine, stage_schedule
@@ -97,7 +97,7 @@ def test_arcface_matches_the_hand_computed_case():
     angles = [0.4, 2.0, 3.0]  # radians from class 0; 3.0 > pi - m: the th fallback
     emb = np.stack([[math.cos(a), math.sin(a), 0.0] for a in angles]).astype(np.float32) * 5
     labels = np.array([0, 0, 0])
-    layer = ArcMarginProduct(3, scale=s, margin=m)
+    layer = MarginProduct(3, scale=s, margin=m)
     layer.build([(None, 3), (None,)])
     layer.kernel.assign(w)
     out = layer([tf.constant(emb), tf.constant(labels)]).numpy()
@@ -114,7 +114,7 @@ def test_arcface_matches_the_hand_computed_case():
     out1 = layer([tf.constant(emb[:1]), tf.constant([1])]).numpy()
     assert out1[0, 0] == pytest.approx(s * math.cos(0.4), abs=1e-4)
     assert out1[0, 1] == pytest.approx(s * math.cos(math.pi / 2 - 0.4 + m), abs=1e-4)
-    easy = ArcMarginProduct(3, scale=s, margin=m, easy_margin=True)
+    easy = MarginProduct(3, scale=s, margin=m, easy_margin=True)
     easy.build([(None, 3), (None,)])
     easy.kernel.assign(w)
     np.testing.assert_allclose(easy([tf.constant(emb), tf.constant(labels)]).numpy(),
@@ -122,14 +122,14 @@ def test_arcface_matches_the_hand_computed_case():
 
 
 def test_arcface_is_float32_under_mixed_precision_and_serialisable():
-    layer = ArcMarginProduct(5, scale=10.0, margin=0.2, dtype="mixed_bfloat16")
+    layer = MarginProduct(5, scale=10.0, margin=0.2, dtype="mixed_bfloat16")
     emb = tf.random.stateless_normal([4, 8], seed=[1, 2], dtype=tf.bfloat16)
     out = layer([emb, tf.constant([0, 1, 2, 3])])
     assert out.dtype == tf.float32 and layer.kernel.dtype == "float32"
-    clone = ArcMarginProduct.from_config(layer.get_config())
+    clone = MarginProduct.from_config(layer.get_config())
     assert (clone.num_classes, clone.scale, clone.margin) == (5, 10.0, 0.2)
     # gradients stay finite even where cos(theta) = 1 exactly
-    layer2 = ArcMarginProduct(2)
+    layer2 = MarginProduct(2)
     layer2.build([(None, 2), (None,)])
     layer2.kernel.assign(np.eye(2, dtype=np.float32))
     x = tf.Variable([[1.0, 0.0]])

@@ -18,6 +18,7 @@ BACKBONE_PRESETS = ("clip_vit_large_patch14", "clip_vit_h_14_laion2b_s32b_b79k")
 MIXED_PRECISION = ("auto", "float32", "bf16", "fp16")
 STRATEGIES = ("auto", "cpu", "mirrored", "tpu")
 OPTIMIZERS = ("adamw", "adam")
+MARGIN_TYPES = ("arcface", "cosface")
 SUBMISSION_DIM = 64  # the competition scores embeddings of at most 64 dimensions
 
 
@@ -39,8 +40,16 @@ class TrainConfig:
     # --- head (REFERENCE section 4) ---
     embedding_dim: int = 64
     dropout: float = 0.2
-    arcface_scale: float = 30.0
-    arcface_margin: float = 0.3
+    arcface_scale: float = 30.0  # s, for either margin type
+    arcface_margin: float = 0.3  # m for every class (and the schedule's start)
+    margin_type: str = "arcface"  # or "cosface": s*(cos - m) on the target (1st place)
+    subcenters: int = 1  # K > 1: sub-centre margin head, max over K centres (2nd: 2, 6th: 3)
+    dynamic_margin: bool = False  # m_c = a*n_c^(-1/4) + b from the manifest's counts (4th, 6th)
+    dynamic_margin_range: tuple = (0.05, 0.5)  # (largest class's m, smallest class's m)
+    margin_schedule_step: float = 0.0  # added to every margin per epoch (2nd place: 0.1)
+    margin_schedule_max: float = 0.8  # the schedule's cap (2nd place: 0.8)
+    head_batchnorm: bool = False  # BatchNorm on the backbone feature (5th, 6th places)
+    head_branches: int = 1  # N parallel Dropout -> Dense branches, averaged (3rd place: 20)
     # --- schedule: stage 1 trains the head on a frozen backbone, stage 2 everything ---
     global_batch_size: int = 32
     head_steps: int = 50
@@ -88,6 +97,7 @@ class TrainConfig:
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         need(self.arcface_scale > 0, "arcface_scale", "must be positive")
         need(0.0 <= self.arcface_margin < 1.5, "arcface_margin", "must be in [0, 1.5) radians")
+        self._validate_head_extras(need)
         need(self.global_batch_size > 0, "global_batch_size", "must be positive")
         need(self.head_steps >= 0, "head_steps", "must be >= 0")
         need(self.finetune_steps >= 0, "finetune_steps", "must be >= 0")
@@ -100,6 +110,17 @@ class TrainConfig:
         need(self.checkpoint_every_steps > 0, "checkpoint_every_steps", "must be positive")
         need(self.log_every_steps > 0, "log_every_steps", "must be positive")
         need(self.eval_batch_size > 0, "eval_batch_size", "must be positive")
+
+    def _validate_head_extras(self, need) -> None:
+        need(self.margin_type in MARGIN_TYPES, "margin_type", f"one of {MARGIN_TYPES}")
+        need(self.subcenters >= 1, "subcenters", "must be >= 1")
+        low_high = self.dynamic_margin_range
+        need(len(low_high) == 2 and 0.0 <= low_high[0] <= low_high[1] < 1.5,
+             "dynamic_margin_range", "expected (low, high) with 0 <= low <= high < 1.5")
+        need(self.margin_schedule_step >= 0, "margin_schedule_step", "must be >= 0")
+        need(0.0 <= self.margin_schedule_max < 1.5, "margin_schedule_max",
+             "must be in [0, 1.5) radians")
+        need(self.head_branches >= 1, "head_branches", "must be >= 1")
 
     # --- derived ---
     def stage_steps(self, num_train_records: int | None = None) -> dict[str, int]:

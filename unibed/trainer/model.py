@@ -1,8 +1,10 @@
 """The trained model and the embedding model that is exported.
 
     images [0,255] -> CLIP normalise -> CLIP vision tower -> CLS token
-      -> Dropout -> Dense(embedding_dim) = embedding
-      training:  ArcMargin([embedding, label]) -> logits (softmax + CE in the loss)
+      -> [BatchNorm] -> Dropout -> Dense(embedding_dim) (or N such branches, averaged)
+         = embedding (heads/embedding_head.py)
+      training:  MarginProduct([embedding, label]) -> logits (softmax + CE in the loss):
+                 ArcFace or CosFace, optionally sub-centre (heads/margin_product.py)
       embedding: [reduce to 64] -> L2 normalise
 
 Both models share layers, so training the first trains the second. An
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from unibed.trainer.arcface import ArcMarginProduct
 from unibed.trainer.backbone import build_encoder, feature_model
 from unibed.trainer.config import SUBMISSION_DIM, TrainConfig
+from unibed.trainer.heads.embedding_head import embedding_head
+from unibed.trainer.heads.margin_product import MarginProduct
+from unibed.trainer.heads.margin_schedule import HEAD_LAYER
 
 
 @keras.saving.register_keras_serializable(package="unibed")
@@ -47,7 +51,7 @@ class GroupMean(keras.layers.Layer):
 
 @dataclass
 class Models:
-    training: keras.Model  # [images, labels] -> ArcFace logits [B, num_classes]
+    training: keras.Model  # [images, labels] -> margin logits [B, num_classes]
     embedding: keras.Model  # images -> L2-normalised embedding [B, min(embedding_dim, 64)]
     encoder: keras.Model  # the CLIP vision tower (frozen in stage 1)
 
@@ -63,11 +67,10 @@ def build_models(config: TrainConfig, num_classes: int, *, random_weights: bool 
     images = keras.Input((config.image_size, config.image_size, 3), dtype="float32",
                          name="images")
     labels = keras.Input((), dtype="int32", name="labels")
-    x = features(images)
-    x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-    embedding = keras.layers.Dense(config.embedding_dim, name="embedding")(x)
-    logits = ArcMarginProduct(num_classes, config.arcface_scale, config.arcface_margin,
-                              name="arc_margin")([embedding, labels])
+    embedding = embedding_head(features(images), config)
+    logits = MarginProduct(num_classes, config.arcface_scale, config.arcface_margin,
+                           margin_type=config.margin_type, subcenters=config.subcenters,
+                           name=HEAD_LAYER)([embedding, labels])
     training = keras.Model([images, labels], logits, name="clip_arcface")
 
     out = keras.layers.UnitNormalization(axis=-1, dtype="float32", name="l2_normalize")(embedding)

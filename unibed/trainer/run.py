@@ -77,7 +77,8 @@ def run(dataset: str, workdir: str, config: TrainConfig, *, cache_dir: str | Non
 
     t0 = time.perf_counter()
     result = train(config, dataset_fn, manifest.num_classes, workdir,
-                   num_train_records=num_train, stop_at_step=stop_at_step, on_event=emit)
+                   num_train_records=num_train, stop_at_step=stop_at_step, on_event=emit,
+                   class_counts=manifest.records_per_class.get("train", {}))
     summary = {"completed": result.completed, "global_step": result.global_step,
                "steps": result.stage_steps, "steps_run": result.steps_run,
                "train_seconds": round(result.seconds, 3),

@@ -31,6 +31,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from unibed.trainer.config import TrainConfig
+from unibed.trainer.heads.margin_schedule import MarginPlan, margin_plan
 from unibed.trainer.model import Models, build_models
 from unibed.trainer.schedule import stage_schedule
 from unibed.trainer.strategy import check_batch, choose_policy, make_strategy, set_policy
@@ -177,6 +178,7 @@ class _Run:
     seconds: float = 0.0
     last: dict = field(default_factory=dict)
     stopped: bool = False
+    margins: MarginPlan | None = None  # per-class margins by epoch (heads/margin_schedule.py)
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -187,12 +189,14 @@ class _Run:
 def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir: str, *,
           num_train_records: int | None = None, stop_at_step: int | None = None,
           strategy: tf.distribute.Strategy | None = None, random_backbone: bool = False,
-          on_event: Callable[[dict], None] = _print_event) -> TrainResult:
+          on_event: Callable[[dict], None] = _print_event, class_counts=None) -> TrainResult:
     """Train (or resume) in `workdir`; stop_at_step (a global step) interrupts on purpose.
 
     random_backbone: a preset's architecture with random weights instead of its
-    pretrained ones (benchmarks; nothing is downloaded)."""
+    pretrained ones (benchmarks; nothing is downloaded). class_counts: the train
+    split's records per class ({id: n}, the manifest's), for dynamic margins."""
     steps = config.stage_steps(num_train_records)
+    margins = margin_plan(config, num_classes, class_counts, num_train_records)
     _check_workdir(workdir, config, num_classes, steps)
     strategy = strategy or make_strategy(config.strategy, config.tpu)
     policy = _prepare(config, strategy)
@@ -200,6 +204,7 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
     stage_var, step_var, manager, resumed = _restore(models, optimizers, workdir, on_event)
     run = _Run(config, steps, strategy, dataset_fn, models, optimizers, stage_var, step_var, manager,
                tf.summary.create_file_writer(_join(workdir, "tensorboard")), on_event, stop_at_step)
+    run.margins = margins
     while int(run.stage_var) < DONE and not run.stopped:
         _run_stage(run)
     run.writer.flush()
@@ -291,7 +296,8 @@ def _chunk_size(run: _Run, stage: str, step: int) -> int:
 def _run_chunk(run: _Run, stage_index: int, loop, iterator, step: int) -> int:
     """Run the steps up to the next boundary, then log / checkpoint / stop; the new step."""
     stage = STAGES[stage_index]
-    n = _chunk_size(run, stage, step)
+    n = run.margins.before_chunk(run.models.training, run.offsets[stage] + step,
+                                 _chunk_size(run, stage, step))
     t0 = time.perf_counter()
     loss, acc = loop(iterator, tf.constant(n, tf.int32))
     loss, acc = float(loss), float(acc)

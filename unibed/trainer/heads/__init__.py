@@ -1,0 +1,1 @@
+"""The trainer's head: embedding layers, margin-softmax logits, per-class margins."""
