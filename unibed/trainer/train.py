@@ -1,12 +1,15 @@
 """The two-stage training loop.
 
 Stage `head`: the CLIP tower frozen, only Dropout -> Dense -> ArcFace learn at
-head_lr. Stage `finetune`: everything at the low finetune_lr. Each stage has
-its own optimizer and warm-up + cosine schedule (unibed/trainer/schedule.py).
+head_lr. Stage `finetune`: everything at the low finetune_lr (per block with
+layer_decay, the class weights optionally frozen: param_groups.py). Each stage
+has its own optimizer (rates.py) and warm-up + cosine schedule (schedule.py);
+a step may accumulate several micro-batches (accumulate.py).
 
 A custom loop rather than model.fit, because resuming must land on the same
 stage and step: the checkpoint (tf.train.CheckpointManager under
-<workdir>/checkpoints) holds the model, both optimizers and two counters,
+<workdir>/checkpoints) holds the model, both optimizers, the weights' EMA
+(when ema_decay is set) and two counters,
 `stage` (0 head, 1 finetune, 2 done) and `step` (steps done in that stage).
 A checkpoint is written every checkpoint_every_steps and at the end of each
 stage with the counters already advanced, so a finished stage is never
