@@ -28,7 +28,7 @@ from unibed.trainer.precision import Devices, choose_precision
 from unibed.trainer.rates import make_optimizer
 from unibed.trainer.run import load_trained_models
 from unibed.trainer.soup import SoupError, soup
-from unibed.trainer.train import make_forward, train
+from unibed.trainer.train import WorkdirMismatch, _check_workdir, make_forward, train
 
 DECAY = 0.5
 ITERATIONS = "finetune_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
@@ -206,3 +206,16 @@ def test_optimisation_keys_are_validated():
         with pytest.raises(ConfigError, match=why):
             CONFIG.with_overrides(class_cap=100, **{key: value})
     assert CONFIG.with_overrides(data_seed=5).input_seed == 5 and CONFIG.input_seed == CONFIG.seed
+
+
+def test_a_run_from_before_the_new_keys_resumes_while_they_keep_their_defaults(tmp_path):
+    steps = CONFIG.stage_steps()
+    _check_workdir(str(tmp_path), CONFIG, NUM_CLASSES, steps)
+    run_json = tmp_path / "run.json"
+    info = json.loads(run_json.read_text())
+    for key in ("layer_decay", "ema_decay", "accumulate_steps", "class_cap", "data_seed"):
+        del info["config"][key]  # as an older trainer wrote it
+    run_json.write_text(json.dumps(info))
+    _check_workdir(str(tmp_path), CONFIG, NUM_CLASSES, steps)
+    with pytest.raises(WorkdirMismatch, match=r"differs in \['ema_decay'\]"):
+        _check_workdir(str(tmp_path), CONFIG.with_overrides(ema_decay=0.9), NUM_CLASSES, steps)

@@ -85,10 +85,12 @@ def _check_workdir(workdir: str, config: TrainConfig, num_classes: int, steps: d
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             theirs = json.load(f)
+        # a key the older run.json lacks had its default then (keys added later)
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         a = {k: v for k, v in theirs.get("config", {}).items() if k not in RESUMABLE_KEYS}
         b = {k: v for k, v in json.loads(json.dumps(mine["config"])).items()
              if k not in RESUMABLE_KEYS}
-        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k, defaults.get(k)) != b.get(k))
         if theirs.get("num_classes") != num_classes:
             diff.append("num_classes")
         if theirs.get("stage_steps") != steps:
