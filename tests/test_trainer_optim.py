@@ -98,12 +98,15 @@ def test_ema_is_the_hand_computed_average_after_three_steps(tiny_run):
 
 def test_soup_of_two_identical_runs_equals_either_and_foreign_runs_are_refused(
         tiny_run, tmp_path, capsys):
-    workdir, _, _ = tiny_run
+    workdir, result, _ = tiny_run
     twin = str(tmp_path / "twin")
     shutil.copytree(workdir, twin)
     out = str(tmp_path / "soup")
     assert main(["soup", workdir, twin, "--out", out]) == 0
     _, run_models, _ = load_trained_models(workdir)  # the run's export: its EMA weights
+    floating = [w for w in run_models.embedding.weights if keras.backend.is_float_dtype(w.dtype)]
+    for w, average in zip(floating, result.ema.averages):
+        np.testing.assert_array_equal(w.numpy(), average.numpy())
     images = np.random.default_rng(0).integers(0, 256, (3, 40, 48, 3), dtype=np.uint8)
     np.testing.assert_allclose(load_embed_fn(f"{out}/export")(images),
                                in_process_embed_fn(run_models.embedding, RUN.image_size)(images),
