@@ -1,4 +1,4 @@
-"""`python -m unibed.trainer run|export|evaluate ...` (see unibed/trainer/run.py).
+"""`python -m unibed.trainer run|export|evaluate|soup ...` (see unibed/trainer/run.py).
 
 Exit status 0 on success; on failure a one-line `error: ...` on stderr and
 status 1 (2 for bad arguments), with the traceback only when UNIBED_DEBUG=1.
@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--workdir", required=True)
     e.add_argument("--export-dir", help="default: <workdir>/export")
     e.add_argument("--zip", help="also write a submission zip here")
+
+    s = sub.add_parser("soup", help="average the weights of runs from one starting point, "
+                       "export and score the average (unibed/trainer/soup.py)")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the runs' work folders")
+    s.add_argument("--out", required=True, help="where the soup's export and metrics go")
+    s.add_argument("--dataset", help="score on this dataset (default: the first run's)")
+    s.add_argument("--cache-dir")
 
     v = sub.add_parser("evaluate", help="mP@5 of an exported SavedModel on a dataset")
     v.add_argument("--export-dir", required=True)
@@ -78,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                 write_submission_zip(export_dir, args.zip)
             emit_metric({"event": "exported", "checkpoint": checkpoint, "export_dir": export_dir,
                          "zip": args.zip})
+        elif args.command == "soup":
+            from unibed.trainer.soup import soup
+
+            soup(args.run_dirs, args.out, dataset=args.dataset, cache_dir=args.cache_dir)
         elif args.command == "evaluate":
             from unibed.trainer.data import load_manifest, resolve_dataset
             from unibed.trainer.evaluate import evaluate

@@ -17,7 +17,7 @@ from unibed.trainer.augment import AugmentConfig
 BACKBONE_PRESETS = ("clip_vit_large_patch14", "clip_vit_h_14_laion2b_s32b_b79k")
 MIXED_PRECISION = ("auto", "float32", "bf16", "fp16")
 STRATEGIES = ("auto", "cpu", "mirrored", "tpu")
-OPTIMIZERS = ("adamw", "adam")
+OPTIMIZERS = ("adamw", "adam", "sgd")  # sgd: momentum 0.9 (1st place's head stage)
 MARGIN_TYPES = ("arcface", "cosface")
 SUBMISSION_DIM = 64  # the competition scores embeddings of at most 64 dimensions
 
@@ -61,8 +61,21 @@ class TrainConfig:
     warmup_fraction: float = 0.1  # of each stage's steps, linear from 0, then cosine to 0
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
+    # --- optimisation (unibed/trainer/param_groups.py, rates.py, ema.py, accumulate.py) ---
+    # stage 2: block i of L learns at finetune_lr * layer_decay^(L-i), the embeddings
+    # at layer_decay^(L+1) (BEiT's layer-wise decay, 4th place); 1.0: one rate
+    layer_decay: float = 1.0
+    finetune_head_lr: float = 0.0  # stage 2: the head's own peak rate; 0: finetune_lr
+    freeze_classifier: bool = False  # stage 2: the class weights stay as stage 1 left them
+    ema_decay: float = 0.0  # > 0: an EMA of the weights (every step) is what is exported
+    accumulate_steps: int = 1  # micro-batches per optimizer step (global_batch_size in all)
+    # --- sampling (unibed/trainer/sampling.py): per epoch, each class n -> min(n, cap) ---
+    class_cap: int = 0  # > 0: a class yields at most this many images per epoch (2nd: 100)
+    class_min: int = 0  # > 0: smaller classes are repeated up to this many (2nd place: 20)
+    source_weights: str = ""  # "products10k=0.6,gldv2=0.4": each source's share; "": as stored
+    data_seed: int = -1  # the input order's seed; -1: seed (soup ingredients vary only this)
     # --- execution ---
-    mixed_precision: str = "auto"  # auto: bf16 on TPU, fp16 on GPU, float32 on CPU
+    mixed_precision: str = "auto"  # auto: bf16 on TPU / GPU >= sm80, fp16 older GPU, CPU float32
     strategy: str = "auto"  # auto: TPU if one resolves, mirrored on >1 GPU, else default
     tpu: str = ""  # TPU name or grpc address for the resolver; empty: the local/env TPU
     seed: int = 0
@@ -107,6 +120,7 @@ class TrainConfig:
         need(self.finetune_lr > 0, "finetune_lr", "must be positive")
         need(0.0 <= self.warmup_fraction < 1.0, "warmup_fraction", "must be in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        self._validate_optimisation(need)
         need(self.checkpoint_every_steps > 0, "checkpoint_every_steps", "must be positive")
         need(self.log_every_steps > 0, "log_every_steps", "must be positive")
         need(self.eval_batch_size > 0, "eval_batch_size", "must be positive")
@@ -121,6 +135,29 @@ class TrainConfig:
         need(0.0 <= self.margin_schedule_max < 1.5, "margin_schedule_max",
              "must be in [0, 1.5) radians")
         need(self.head_branches >= 1, "head_branches", "must be >= 1")
+    def _validate_optimisation(self, need) -> None:
+        from unibed.trainer.sampling import SamplingError, parse_source_weights
+
+        need(0.0 < self.layer_decay <= 1.0, "layer_decay", "must be in (0, 1]")
+        need(self.finetune_head_lr >= 0, "finetune_head_lr", "must be >= 0 (0: finetune_lr)")
+        need(0.0 <= self.ema_decay < 1.0, "ema_decay", "must be in [0, 1) (0: no EMA)")
+        need(self.accumulate_steps >= 1, "accumulate_steps", "must be >= 1")
+        need(self.global_batch_size % self.accumulate_steps == 0, "global_batch_size",
+             f"must be a multiple of accumulate_steps={self.accumulate_steps}")
+        need(self.class_cap >= 0, "class_cap", "must be >= 0 (0: no cap)")
+        need(self.class_min >= 0, "class_min", "must be >= 0 (0: none)")
+        need(not self.class_cap or self.class_min <= self.class_cap, "class_min",
+             f"must not exceed class_cap={self.class_cap}")
+        need(self.data_seed >= -1, "data_seed", "must be >= 0, or -1 for seed")
+        try:
+            parse_source_weights(self.source_weights)
+        except SamplingError as e:
+            raise ConfigError(f"source_weights={self.source_weights!r}: {e}") from None
+
+    @property
+    def input_seed(self) -> int:
+        """The seed of the input order: data_seed, or seed when data_seed is -1."""
+        return self.seed if self.data_seed < 0 else self.data_seed
 
     # --- derived ---
     def stage_steps(self, num_train_records: int | None = None) -> dict[str, int]:

@@ -257,8 +257,13 @@ def train_dataset(
     shuffle_buffer: int = 8192,
     cycle_length: int = 16,
     image_dtype: tf.DType = tf.uint8,
+    class_rates: tuple[float, ...] | None = None,
 ) -> tf.data.Dataset:
     """Batches `(images uint8 [B, S, S, 3], labels int32 [B])`.
+
+    class_rates (unibed/trainer/sampling.py): each record of class c is emitted
+    floor(rate_c) times plus once more with probability frac(rate_c) - class
+    caps, up-sampling and source shares; None keeps every record once.
 
     The augmented pixels are rounded to uint8 per image (the same type the
     evaluation and serving paths feed the model); the model's float32 Input
@@ -277,24 +282,14 @@ def train_dataset(
         raise ValueError(f"global_batch_size and image_size must be positive, got {global_batch_size}, {image_size}")
     if image_dtype not in (tf.uint8, tf.float32):
         raise ValueError(f"image_dtype must be tf.uint8 or tf.float32, got {image_dtype}")
-    paths = shard_paths(dataset_dir, manifest, split)
+    check_split(manifest, split)
     num_records = manifest.splits[split].num_records
-    if not repeat and num_records < global_batch_size:
+    if not repeat and num_records < global_batch_size and class_rates is None:
         raise DatasetError(f"split {split!r} has {num_records} records, fewer than one batch of {global_batch_size}")
     num_classes = manifest.num_classes
-
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        files = files.repeat()
-    records = files.interleave(
-        lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 20),
-        cycle_length=min(cycle_length, len(paths)),
-        block_length=1,
-        num_parallel_calls=AUTOTUNE,
-        deterministic=True,
-    )
-    records = records.shuffle(min(shuffle_buffer, num_records), seed=seed + 1, reshuffle_each_iteration=True)
+    records = train_records(dataset_dir, manifest, split=split, seed=seed, repeat=repeat,
+                            shuffle_buffer=shuffle_buffer, cycle_length=cycle_length,
+                            class_rates=class_rates)
     # per-image seeds for the stateless augmentation ops, aligned with the shuffled order
     image_seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
     ds = tf.data.Dataset.zip((records, image_seeds))
@@ -312,6 +307,53 @@ def train_dataset(
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options)
+
+
+def train_records(dataset_dir: str, manifest: Manifest, *, split: str = "train", seed: int,
+                  repeat: bool = True, shuffle_buffer: int = 8192, cycle_length: int = 16,
+                  class_rates: tuple[float, ...] | None = None) -> tf.data.Dataset:
+    """The serialized records `train_dataset` decodes, in its order: files reshuffled
+    per epoch, a parallel deterministic interleave, the class sampling when given,
+    then a record shuffle (so a repeated record's copies spread out)."""
+    paths = shard_paths(dataset_dir, manifest, split)
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        files = files.repeat()
+    records = files.interleave(
+        lambda path: tf.data.TFRecordDataset(path, buffer_size=1 << 20),
+        cycle_length=min(cycle_length, len(paths)),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+    expected = manifest.splits[split].num_records
+    if class_rates is not None:
+        records = resample_records(records, class_rates, manifest.num_classes, seed=seed + 3)
+        expected = max(1, round(sum(n * class_rates[c] for c, n in
+                                    manifest.records_per_class.get(split, {}).items())))
+    return records.shuffle(min(shuffle_buffer, expected), seed=seed + 1, reshuffle_each_iteration=True)
+
+
+def resample_records(records: tf.data.Dataset, class_rates: tuple[float, ...], num_classes: int, *,
+                     seed: int) -> tf.data.Dataset:
+    """Each record of class c floor(rate_c) times, and once more with probability
+    frac(rate_c); the draws come from a seeded stream aligned with the records, so
+    the same seed keeps and repeats the same records."""
+    if len(class_rates) != num_classes:
+        raise ValueError(f"{len(class_rates)} class rates for {num_classes} classes")
+    rates = tf.constant(class_rates, tf.float32)
+    draws = tf.data.Dataset.random(seed=seed)
+
+    def copies(serialized, draw):
+        label = _check_label(parse_example(serialized, (features.LABEL,))[features.LABEL], num_classes)
+        rate = tf.gather(rates, label)
+        uniform = tf.cast(tf.math.floormod(draw, 1 << 24), tf.float32) / float(1 << 24)
+        whole = tf.floor(rate)
+        count = tf.cast(whole, tf.int64) + tf.cast(uniform < rate - whole, tf.int64)
+        return tf.data.Dataset.from_tensors(serialized).repeat(count)
+
+    return tf.data.Dataset.zip((records, draws)).flat_map(copies)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -340,5 +382,6 @@ def eval_dataset(dataset_dir: str, manifest: Manifest, split: str, *, batch_size
 
 __all__ = [
     "AugmentConfig", "DatasetError", "SchemaError", "StageReport", "check_split", "eval_dataset",
-    "load_manifest", "resolve_dataset", "shard_paths", "stage_dataset", "train_dataset",
+    "load_manifest", "resample_records", "resolve_dataset", "shard_paths", "stage_dataset",
+    "train_dataset", "train_records",
 ]

@@ -26,6 +26,7 @@ import tensorflow as tf
 from unibed.schemas.trainer_events import format_event
 from unibed.trainer.config import TrainConfig
 from unibed.trainer.data import load_manifest, resolve_dataset, train_dataset
+from unibed.trainer.ema import restore_final_weights
 from unibed.trainer.evaluate import evaluate
 from unibed.trainer.export import (
     export_saved_model,
@@ -34,6 +35,7 @@ from unibed.trainer.export import (
     write_submission_zip,
 )
 from unibed.trainer.model import build_models
+from unibed.trainer.sampling import SamplingPlan, sampling_plan
 from unibed.trainer.train import train
 
 
@@ -68,12 +70,18 @@ def run(dataset: str, workdir: str, config: TrainConfig, *, cache_dir: str | Non
     dataset_dir = resolve_dataset(dataset, cache_dir or default_cache_dir())
     manifest = load_manifest(dataset_dir)
     num_train = manifest.splits["train"].num_records if "train" in manifest.splits else 0
+    plan = train_sampling(manifest, config)
     emit({"event": "dataset", "dataset": dataset_dir, "num_classes": manifest.num_classes,
-          "train_records": num_train})
+          "train_records": num_train,
+          **({"sampled_epoch": plan.epoch_size, "sampled_per_source": plan.per_source}
+             if plan else {})})
+    if plan:
+        num_train = plan.epoch_size  # epochs count sampled records
 
     def dataset_fn(global_batch_size: int, seed: int) -> tf.data.Dataset:
         return train_dataset(dataset_dir, manifest, global_batch_size=global_batch_size,
-                             image_size=config.image_size, augment=config.augment, seed=seed)
+                             image_size=config.image_size, augment=config.augment, seed=seed,
+                             class_rates=plan.rates if plan else None)
 
     t0 = time.perf_counter()
     result = train(config, dataset_fn, manifest.num_classes, workdir,
@@ -91,19 +99,15 @@ def run(dataset: str, workdir: str, config: TrainConfig, *, cache_dir: str | Non
         emit({"event": "stopped", **summary})
         return summary
 
-    export_dir = _join(workdir, "export")
-    export_saved_model(result.models.embedding, config, export_dir)
-    zip_path = write_submission_zip(export_dir, _join(workdir, "submission.zip"))
-    emit({"event": "exported", "export_dir": export_dir, "zip": zip_path})
+    if result.ema is not None:  # export the averaged weights (ema_decay)
+        result.ema.copy_to_model()
+    metrics = {**summary, **export_and_score(result.models.embedding, config, workdir, dataset_dir,
+                                             manifest, emit)}
 
     def score(embed_fn) -> dict:
         return evaluate(embed_fn, dataset_dir, manifest, image_size=config.image_size,
                         batch_size=config.eval_batch_size).to_dict()
 
-    metrics = {**summary, "config": config.to_dict(), "dataset": dataset_dir,
-               "num_classes": manifest.num_classes, "export_dir": export_dir, "zip": zip_path}
-    metrics["trained"] = score(load_embed_fn(export_dir))
-    emit({"event": "eval", "model": "trained", **metrics["trained"]})
     if baseline:
         keras.utils.set_random_seed(config.seed)  # the initial weights the run started from
         untrained = build_models(config, manifest.num_classes)
@@ -118,16 +122,54 @@ def run(dataset: str, workdir: str, config: TrainConfig, *, cache_dir: str | Non
     return metrics
 
 
-def load_trained_models(workdir: str):
-    """Rebuild the models of a work folder's run and restore its latest checkpoint."""
-    with tf.io.gfile.GFile(_join(workdir, "run.json")) as f:
+def train_sampling(manifest, config: TrainConfig) -> SamplingPlan | None:
+    """The class sampling of the config on the manifest's train split (None: none)."""
+    return sampling_plan(manifest.records_per_class.get("train", {}), manifest.label_ranges,
+                         manifest.num_classes, class_cap=config.class_cap,
+                         class_min=config.class_min, source_weights=config.source_weights)
+
+
+def export_and_score(embedding_model, config: TrainConfig, workdir: str, dataset_dir: str,
+                     manifest, emit: Callable[[dict], None]) -> dict:
+    """SavedModel + submission.zip under workdir, and the export's scores (loaded
+    back, as the evaluator would): the metrics.json fields they give."""
+    export_dir = _join(workdir, "export")
+    export_saved_model(embedding_model, config, export_dir)
+    zip_path = write_submission_zip(export_dir, _join(workdir, "submission.zip"))
+    emit({"event": "exported", "export_dir": export_dir, "zip": zip_path})
+    metrics = {"config": config.to_dict(), "dataset": dataset_dir,
+               "num_classes": manifest.num_classes, "export_dir": export_dir, "zip": zip_path}
+    metrics["trained"] = evaluate(load_embed_fn(export_dir), dataset_dir, manifest,
+                                  image_size=config.image_size,
+                                  batch_size=config.eval_batch_size).to_dict()
+    emit({"event": "eval", "model": "trained", **metrics["trained"]})
+    return metrics
+
+
+def read_run_info(workdir: str) -> tuple[TrainConfig, int]:
+    """The config and class count a work folder's run.json records."""
+    path = _join(workdir, "run.json")
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{workdir} holds no run.json: not a training run's work folder")
+    with tf.io.gfile.GFile(path) as f:
         run_info = json.load(f)
-    config = TrainConfig.from_dict(run_info["config"])
+    return TrainConfig.from_dict(run_info["config"]), int(run_info["num_classes"])
+
+
+def latest_checkpoint(workdir: str) -> str:
     manager_dir = _join(workdir, "checkpoints")
     latest = tf.train.latest_checkpoint(manager_dir)
     if not latest:
         raise FileNotFoundError(f"no checkpoint under {manager_dir}")
+    return latest
+
+
+def load_trained_models(workdir: str):
+    """Rebuild the models of a work folder's run and restore its latest checkpoint
+    (the weights' averages in place of the weights when the run kept an EMA)."""
+    config, num_classes = read_run_info(workdir)
+    latest = latest_checkpoint(workdir)
     keras.utils.set_random_seed(config.seed)
-    models = build_models(config, run_info["num_classes"], random_weights=True)
-    tf.train.Checkpoint(model=models.training).restore(latest).expect_partial()
+    models = build_models(config, num_classes, random_weights=True)
+    restore_final_weights(models, config.ema_decay, latest)
     return config, models, latest

@@ -2,8 +2,9 @@
 
 auto: a TPU if the resolver finds one, MirroredStrategy over the GPUs when
 there are more than one, else TensorFlow's default strategy (one device).
-Policy auto: bf16 on TPU (native), fp16 on GPU (with loss scaling in the
-optimizer), float32 on CPU (bf16 matmuls on most CPUs are emulated and slower).
+The precision policy is chosen in unibed/trainer/precision.py (auto: bf16 on
+TPU and on GPUs of compute capability 8.0+, fp16 with loss scaling on older
+GPUs, float32 on CPU).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-POLICIES = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+from unibed.trainer.precision import choose_precision, describe_devices, policy_name
 
 
 def _tpu_resolver(tpu: str):
@@ -56,12 +57,7 @@ def strategy_kind(strategy: tf.distribute.Strategy) -> str:
 
 def choose_policy(flag: str, strategy: tf.distribute.Strategy) -> str:
     """A Keras dtype policy name for the flag and the hardware."""
-    if flag == "auto":
-        kind = strategy_kind(strategy)
-        flag = {"tpu": "bf16", "gpu": "fp16", "cpu": "float32"}[kind]
-    if flag not in POLICIES:
-        raise ValueError(f"unknown mixed_precision {flag!r}; one of auto, {', '.join(POLICIES)}")
-    return POLICIES[flag]
+    return policy_name(choose_precision(flag, describe_devices(strategy_kind(strategy))))
 
 
 def set_policy(policy: str) -> None:

@@ -1,12 +1,15 @@
 """The two-stage training loop.
 
 Stage `head`: the CLIP tower frozen, only Dropout -> Dense -> ArcFace learn at
-head_lr. Stage `finetune`: everything at the low finetune_lr. Each stage has
-its own optimizer and warm-up + cosine schedule (unibed/trainer/schedule.py).
+head_lr. Stage `finetune`: everything at the low finetune_lr (per block with
+layer_decay, the class weights optionally frozen: param_groups.py). Each stage
+has its own optimizer (rates.py) and warm-up + cosine schedule (schedule.py);
+a step may accumulate several micro-batches (accumulate.py).
 
 A custom loop rather than model.fit, because resuming must land on the same
 stage and step: the checkpoint (tf.train.CheckpointManager under
-<workdir>/checkpoints) holds the model, both optimizers and two counters,
+<workdir>/checkpoints) holds the model, both optimizers, the weights' EMA
+(when ema_decay is set) and two counters,
 `stage` (0 head, 1 finetune, 2 done) and `step` (steps done in that stage).
 A checkpoint is written every checkpoint_every_steps and at the end of each
 stage with the counters already advanced, so a finished stage is never
@@ -30,10 +33,17 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
+from unibed.trainer.accumulate import check_micro_batches, gradients
 from unibed.trainer.config import TrainConfig
+from unibed.trainer.ema import WeightEMA
 from unibed.trainer.heads.margin_schedule import MarginPlan, margin_plan
 from unibed.trainer.model import Models, build_models
-from unibed.trainer.schedule import stage_schedule
+from unibed.trainer.param_groups import (
+    set_stage_trainable,
+    stage2_rate_multipliers,
+    uses_rate_multipliers,
+)
+from unibed.trainer.rates import inner, make_optimizer
 from unibed.trainer.strategy import check_batch, choose_policy, make_strategy, set_policy
 
 STAGES = ("head", "finetune")
@@ -63,6 +73,7 @@ class TrainResult:
     steps_run: int  # steps run by this call
     seconds: float  # wall time of this call's training steps (tracing included)
     last: dict = field(default_factory=dict)  # last logged metrics
+    ema: WeightEMA | None = None  # when ema_decay > 0: the averages export uses
 
 
 def _join(*parts: str) -> str:
@@ -75,10 +86,12 @@ def _check_workdir(workdir: str, config: TrainConfig, num_classes: int, steps: d
     if tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             theirs = json.load(f)
+        # a key the older run.json lacks had its default then (keys added later)
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
         a = {k: v for k, v in theirs.get("config", {}).items() if k not in RESUMABLE_KEYS}
         b = {k: v for k, v in json.loads(json.dumps(mine["config"])).items()
              if k not in RESUMABLE_KEYS}
-        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k, defaults.get(k)) != b.get(k))
         if theirs.get("num_classes") != num_classes:
             diff.append("num_classes")
         if theirs.get("stage_steps") != steps:
@@ -93,41 +106,36 @@ def _check_workdir(workdir: str, config: TrainConfig, num_classes: int, steps: d
         f.write(json.dumps(mine, indent=2, sort_keys=True) + "\n")
 
 
-def _optimizer(config: TrainConfig, peak_lr: float, steps: int, policy: str):
-    schedule = stage_schedule(peak_lr, steps, config.warmup_fraction)
-    if config.optimizer == "adamw":
-        opt = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-    else:
-        opt = keras.optimizers.Adam(schedule)
-    if policy == "mixed_float16":  # fp16 needs loss scaling; bf16 has float32's range
-        opt = keras.optimizers.LossScaleOptimizer(opt)
-    return opt
-
-
-def _inner(opt):
-    return getattr(opt, "inner_optimizer", opt)
-
-
-def _make_loop(models: Models, optimizer, strategy, global_batch: int):
-    """A tf.function running `n` steps on the iterator; returns mean loss and accuracy.
-
-    Several steps per call keep a TPU busy between host round trips."""
-    model = models.training
-    variables = model.trainable_variables
+def make_forward(model: keras.Model, global_batch: int):
+    """forward(images, labels) -> (loss, accuracy), both summed over the slice and
+    divided by the global batch, so slices and replicas add up to the batch's means."""
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
-    def replica_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = model([images, labels], training=True)
-            per_example = ce(labels, logits)  # softmax + cross-entropy, fused for stability
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-            scaled = optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
-        optimizer.apply(grads, variables)
+    def forward(images, labels):
+        logits = model([images, labels], training=True)
+        per_example = ce(labels, logits)  # softmax + cross-entropy, fused for stability
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         # accuracy on the margin logits: a lower bound of the plain cosine accuracy
         hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                 tf.cast(labels, tf.int32)), tf.float32)
         return loss, tf.reduce_sum(hits) / global_batch
+
+    return forward
+
+
+def _make_loop(models: Models, optimizer, strategy, global_batch: int, micro_steps: int = 1,
+               ema: WeightEMA | None = None):
+    """A tf.function running `n` steps on the iterator; returns mean loss and accuracy.
+
+    Several steps per call keep a TPU busy between host round trips. A step
+    accumulates `micro_steps` micro-batches (unibed/trainer/accumulate.py)."""
+    variables = models.training.trainable_variables
+    forward = make_forward(models.training, global_batch)
+
+    def replica_step(images, labels):
+        grads, loss, acc = gradients(forward, variables, optimizer, images, labels, micro_steps)
+        optimizer.apply(grads, variables)
+        return loss, acc
 
     @tf.function
     def loop(iterator, n):
@@ -138,6 +146,8 @@ def _make_loop(models: Models, optimizer, strategy, global_batch: int):
             loss, acc = strategy.run(replica_step, args=(images, labels))
             total_loss += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
             total_acc += strategy.reduce(tf.distribute.ReduceOp.SUM, acc, axis=None)
+            if ema is not None:
+                ema.update()
         n_f = tf.cast(n, tf.float32)
         return total_loss / n_f, total_acc / n_f
 
@@ -174,6 +184,7 @@ class _Run:
     writer: tf.summary.SummaryWriter
     on_event: Callable[[dict], None]
     stop_at_step: int | None
+    ema: WeightEMA | None = None
     steps_run: int = 0
     seconds: float = 0.0
     last: dict = field(default_factory=dict)
@@ -200,10 +211,11 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
     _check_workdir(workdir, config, num_classes, steps)
     strategy = strategy or make_strategy(config.strategy, config.tpu)
     policy = _prepare(config, strategy)
-    models, optimizers = _build(config, num_classes, steps, policy, strategy, random_backbone)
-    stage_var, step_var, manager, resumed = _restore(models, optimizers, workdir, on_event)
+    models, optimizers, ema = _build(config, num_classes, steps, policy, strategy, random_backbone)
+    stage_var, step_var, manager, resumed = _restore(models, optimizers, workdir, on_event, ema)
     run = _Run(config, steps, strategy, dataset_fn, models, optimizers, stage_var, step_var, manager,
-               tf.summary.create_file_writer(_join(workdir, "tensorboard")), on_event, stop_at_step)
+               tf.summary.create_file_writer(_join(workdir, "tensorboard")), on_event, stop_at_step,
+               ema)
     run.margins = margins
     while int(run.stage_var) < DONE and not run.stopped:
         _run_stage(run)
@@ -211,12 +223,12 @@ def train(config: TrainConfig, dataset_fn: DatasetFn, num_classes: int, workdir:
     done = int(run.stage_var) >= DONE
     return TrainResult(models=models, strategy=strategy, policy=policy, stage_steps=steps,
                        resumed_from=resumed, completed=done, global_step=_global_step(run, done),
-                       steps_run=run.steps_run, seconds=run.seconds, last=run.last)
+                       steps_run=run.steps_run, seconds=run.seconds, last=run.last, ema=ema)
 
 
 def _prepare(config: TrainConfig, strategy: tf.distribute.Strategy) -> str:
     """Check the batch against the replicas, set the precision policy and the seeds; the policy."""
-    check_batch(config.global_batch_size, strategy)
+    check_micro_batches(check_batch(config.global_batch_size, strategy), config.accumulate_steps)
     policy = choose_policy(config.mixed_precision, strategy)
     set_policy(policy)
     keras.utils.set_random_seed(config.seed)
@@ -224,28 +236,31 @@ def _prepare(config: TrainConfig, strategy: tf.distribute.Strategy) -> str:
 
 
 def _build(config: TrainConfig, num_classes: int, steps: dict[str, int], policy: str,
-           strategy: tf.distribute.Strategy, random_backbone: bool) -> tuple[Models, list]:
-    """The models and both stages' optimizers, under the strategy."""
+           strategy: tf.distribute.Strategy, random_backbone: bool):
+    """The models, both stages' optimizers and the weights' EMA (or None), under the strategy."""
     with strategy.scope():
         models = build_models(config, num_classes, random_weights=random_backbone)
-        optimizers = [_optimizer(config, config.head_lr, steps["head"], policy),
-                      _optimizer(config, config.finetune_lr, steps["finetune"], policy)]
+        optimizers = [make_optimizer(config, config.head_lr, steps["head"], policy),
+                      make_optimizer(config, config.finetune_lr, steps["finetune"], policy)]
         # both optimizers built up front so one checkpoint restores either stage
-        models.encoder.trainable = False
-        optimizers[0].build(models.training.trainable_variables)
-        models.encoder.trainable = True
-        optimizers[1].build(models.training.trainable_variables)
-    return models, optimizers
+        for stage_index, opt in enumerate(optimizers):
+            set_stage_trainable(models, stage_index, config.freeze_classifier)
+            opt.build(models.training.trainable_variables)
+        if uses_rate_multipliers(config):
+            inner(optimizers[1]).set_rate_multipliers(stage2_rate_multipliers(models, config))
+        ema = WeightEMA(models.embedding.weights, config.ema_decay) if config.ema_decay else None
+    return models, optimizers, ema
 
 
-def _restore(models: Models, optimizers: list, workdir: str, on_event: Callable[[dict], None]):
+def _restore(models: Models, optimizers: list, workdir: str, on_event: Callable[[dict], None],
+             ema: WeightEMA | None = None):
     """The stage and step counters, the checkpoint manager, and where a restored run resumes (or None)."""
     # host-side counters, outside the scope so they stay plain variables
     stage_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage_step")
     ckpt = tf.train.Checkpoint(model=models.training, head_optimizer=optimizers[0],
                                finetune_optimizer=optimizers[1], stage=stage_var,
-                               stage_step=step_var)
+                               stage_step=step_var, **({"ema": ema.state} if ema else {}))
     manager = tf.train.CheckpointManager(ckpt, _join(workdir, "checkpoints"), max_to_keep=3)
     resumed = None
     if manager.latest_checkpoint:
@@ -260,7 +275,7 @@ def _run_stage(run: _Run) -> None:
     """Run the current stage from its checkpointed step to its end, or until stop_at_step."""
     stage_index = int(run.stage_var)
     total = run.steps[STAGES[stage_index]]
-    run.models.encoder.trainable = stage_index == 1
+    set_stage_trainable(run.models, stage_index, run.config.freeze_classifier)
     step = int(run.step_var)
     if step < total:
         loop, iterator = _start_stage(run, stage_index, step)
@@ -272,8 +287,9 @@ def _run_stage(run: _Run) -> None:
 def _start_stage(run: _Run, stage_index: int, start: int):
     """The stage's training loop and an input stream seeded with the step it starts at."""
     config, stage = run.config, STAGES[stage_index]
-    loop = _make_loop(run.models, run.optimizers[stage_index], run.strategy, config.global_batch_size)
-    seed = config.seed + 1_000_003 * stage_index + start
+    loop = _make_loop(run.models, run.optimizers[stage_index], run.strategy, config.global_batch_size,
+                      config.accumulate_steps, run.ema)
+    seed = config.input_seed + 1_000_003 * stage_index + start
     dataset = run.dataset_fn(config.global_batch_size, seed)
     iterator = iter(run.strategy.experimental_distribute_dataset(dataset))
     run.on_event({"event": "stage_start", "stage": stage, "step": start, "steps": run.steps[stage],
@@ -305,7 +321,7 @@ def _run_chunk(run: _Run, stage_index: int, loop, iterator, step: int) -> int:
     step += n
     run.steps_run += n
     run.step_var.assign(step)
-    lr = float(_inner(run.optimizers[stage_index]).learning_rate)
+    lr = float(inner(run.optimizers[stage_index]).learning_rate)
     run.last = {"event": "train", "stage": stage, "step": step,
                 "global_step": run.offsets[stage] + step, "loss": loss, "accuracy": acc, "lr": lr}
     _after_chunk(run, stage_index, step)
