@@ -168,8 +168,10 @@ def test_preset_round_trip_through_the_real_loading_path(tmp_path):
     fresh = build_encoder(config, random_weights=True)
     assert fresh.count_params() == encoder.count_params()
     assert not np.allclose(fresh({"images": images}).numpy(), encoder({"images": images}).numpy())
-    with pytest.raises(ValueError, match="image_size=224"):
-        build_encoder(config.with_overrides(image_size=224))
+    # another size than the checkpoint's interpolates; it must fit whole patches
+    assert build_encoder(config.with_overrides(image_size=224)).image_shape == (224, 224, 3)
+    with pytest.raises(ValueError, match="multiple of the backbone's patch size 8"):
+        build_encoder(config.with_overrides(image_size=36))
 
 
 def test_full_clip_preset_yields_its_vision_tower(tmp_path):
