@@ -24,7 +24,6 @@ import keras_hub
 
 from unibed.trainer.clip_vision import ProjectedCLIPVisionEncoder, set_positions, with_projection
 from unibed.trainer.config import TrainConfig
-from unibed.trainer.hf_clip import is_hf_checkpoint, load_hf_clip_vision
 from unibed.trainer.position_embedding import resize_encoder
 
 # CLIP's image normalisation, on pixel values scaled to [0, 1].
@@ -88,6 +87,9 @@ def load_encoder(preset: str, dtype=None, load_weights: bool = True,
     keras-hub preset folder, gs:// path or preset name, or from a Hugging Face
     CLIP checkpoint folder (load_weights=False: its architecture only, randomly
     initialised)."""
+    # keras-hub's transformers loader imports every converter's needs (sentencepiece, ...)
+    from unibed.trainer.hf_clip import is_hf_checkpoint, load_hf_clip_vision
+
     if ("/" in preset or "://" in preset) and is_hf_checkpoint(preset):
         return load_hf_clip_vision(preset, dtype=dtype, load_weights=load_weights,
                                    keep_projection=keep_projection)
@@ -127,6 +129,7 @@ def save_encoder_preset(encoder: keras_hub.models.CLIPVisionEncoder, preset_dir:
     return preset_dir
 
 
+@keras.saving.register_keras_serializable(package="unibed")
 class ClsToken(keras.layers.Layer):
     """CLIP's pooled output: the class token of the post-layer-normed sequence."""
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from unibed.trainer.augment import AugmentConfig
+from unibed.trainer.augment_config import AugmentConfig
 
 BACKBONE_PRESETS = ("clip_vit_h_14_laion2b_s32b_b79k", "clip_vit_large_patch14",
                     "clip_vit_large_patch14_336", "clip_vit_g_14_laion2b_s12b_b42k")
