@@ -89,7 +89,7 @@ def largest_batch_rate(models, stage: str, jit: bool, candidates: list[int], arg
             rate = time_steps(models, batch, args.image_size, num_classes,
                               args.steps if jit else max(1, args.steps // 3), args.warmup)
             return batch, rate
-        except Exception as e:  # noqa: BLE001 - only out-of-memory moves on to a smaller batch
+        except Exception as e:  # only out-of-memory moves on to a smaller batch
             if not is_oom(e):
                 raise
             print(f"  {stage:8s} jit={jit!s:5s} batch {batch}: out of memory, trying smaller")

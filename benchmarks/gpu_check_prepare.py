@@ -38,7 +38,7 @@ PLATFORM = ["--only-binary=:all:", "--python-version", "3.12", "--implementation
 
 def download_wheels(folder: str) -> None:
     pip = [sys.executable, "-m", "pip"]
-    if subprocess.run([*pip, "--version"], capture_output=True).returncode != 0:
+    if subprocess.run([*pip, "--version"], capture_output=True, check=False).returncode != 0:
         pip = ["python3", "-m", "pip"]  # the project venv is uv's, without pip
     base = [*pip, "download", "--quiet", "--dest", folder, *PLATFORM]
     subprocess.run([*base, "--no-deps", *NO_DEPS], check=True)
