@@ -118,7 +118,7 @@ def throughput(args) -> None:
             if jit:  # op by op starts from the batch XLA managed
                 candidates[stage] = [b for b in candidates[stage] if b <= found[0]]
             peak = peak_memory_gib()
-            print(f"  {stage:8s} jit={jit!s:5s} batch {found[0]:5d}: {found[1]:9.1f} images/s"
+            print(f"  {stage:8s} jit={jit!s:5s} batch {found[0]:5d}: {found[1]:9.2f} images/s"
                   + ("" if peak is None else f", peak device memory so far {peak:.1f} GiB"))
     keras.mixed_precision.set_global_policy("float32")
 

@@ -14,6 +14,7 @@ from unibed.trainer.backbone import (
     clip_normalization,
     feature_model,
     random_encoder,
+    save_encoder_preset,
 )
 from unibed.trainer.config import BACKBONE_PRESETS, get_config
 from unibed.trainer.model import build_models
@@ -178,6 +179,17 @@ def test_pooled_feature_is_the_class_token_before_or_after_the_projection():
     enc.trainable = False
     assert not enc.visual_projection.trainable
     assert all("visual_projection" not in v.path for v in projected.training.trainable_variables)
+
+
+def test_a_saved_projected_encoder_loads_back_with_its_projection(tmp_path):
+    config = TINY.with_overrides(pooled_feature="projected")
+    encoder = random_encoder(config)
+    save_encoder_preset(encoder, str(tmp_path / "tiny_projected"))
+    loaded = build_encoder(config.with_overrides(backbone="clip_vit_h_14_laion2b_s32b_b79k",
+                                                 backbone_path=str(tmp_path / "tiny_projected")))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(feature_model(loaded, 32)(images).numpy(),
+                               feature_model(encoder, 32)(images).numpy(), atol=1e-5)
 
 
 def test_presets_name_the_four_backbones():
