@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -25,6 +26,13 @@ from unibed.trainer.position_embedding import interpolate_position_embedding, re
 TINY = get_config("tiny").with_overrides(image_size=32, tiny_patch_size=8, tiny_hidden_dim=32,
                                          tiny_num_layers=1, tiny_num_heads=2,
                                          tiny_intermediate_dim=64, tiny_projection_dim=24)
+
+
+def _np(x) -> np.ndarray:
+    """A model output as numpy on any Keras backend (these tests also pass under JAX)."""
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
 # a tiny CLIPModel in Hugging Face's layout: 2 vision layers (so layer order shows), 1 text layer
 HIDDEN, HEADS, LAYERS, MLP, PATCH, SIZE, PROJ = 32, 2, 2, 64, 8, 32, 24
 
@@ -153,7 +161,7 @@ def test_hugging_face_clip_checkpoint_loads_through_keras_hubs_converter(tmp_pat
     vision_params = sum(v.size for v in hf.values()) - text_params
     assert enc.count_params() == vision_params + 17  # the text tower is dropped; + position_ids
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    pooled = feature_model(enc, 32)(images).numpy()
+    pooled = _np(feature_model(enc, 32)(images))
     assert pooled.shape == (2, PROJ)
     np.testing.assert_allclose(pooled, _reference_pooled(hf, images.astype(np.float64)),
                                atol=1e-4)
@@ -193,8 +201,8 @@ def test_position_embedding_interpolation():
                                   encoder.encoder_layers[0].dense_1.kernel.numpy())
     same = resize_encoder(encoder, 32)
     images = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(same({"images": images}).numpy(),
-                               encoder({"images": images}).numpy(), atol=1e-5)
+    np.testing.assert_allclose(_np(same({"images": images})),
+                               _np(encoder({"images": images})), atol=1e-5)
     assert wider({"images": np.zeros((2, 56, 56, 3), np.float32)}).shape == (2, 50, 32)
     with pytest.raises(ValueError, match="multiple of the backbone's patch size 8"):
         resize_encoder(encoder, 36)
@@ -211,8 +219,8 @@ def test_pooled_feature_is_the_class_token_before_or_after_the_projection():
     assert projected.training.get_layer("embedding").kernel.shape == (24, 64)
     # the projected feature is the class token times the projection kernel
     enc = projected.encoder
-    token = enc({"images": clip_normalization()(images)}).numpy()[:, 0]
-    np.testing.assert_allclose(proj_features(images).numpy(),
+    token = _np(enc({"images": clip_normalization()(images)}))[:, 0]
+    np.testing.assert_allclose(_np(proj_features(images)),
                                token @ enc.visual_projection.kernel.numpy(), atol=1e-5)
     # the projection is part of the backbone: frozen with it in the head stage
     enc.trainable = False
@@ -227,8 +235,8 @@ def test_a_saved_projected_encoder_loads_back_with_its_projection(tmp_path):
     loaded = build_encoder(config.with_overrides(backbone="clip_vit_h_14_laion2b_s32b_b79k",
                                                  backbone_path=str(tmp_path / "tiny_projected")))
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(feature_model(loaded, 32)(images).numpy(),
-                               feature_model(encoder, 32)(images).numpy(), atol=1e-5)
+    np.testing.assert_allclose(_np(feature_model(loaded, 32)(images)),
+                               _np(feature_model(encoder, 32)(images)), atol=1e-5)
 
 
 def test_presets_name_the_four_backbones():
