@@ -52,7 +52,7 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_dataflow_job
 
 # What benchmarks/gpu_check.sh needs on a GPU machine without network or TensorFlow:
-# keras / keras-hub wheels for CPython 3.12 and the sample as arrays, in .gpu_check/ (~32 MiB)
+# keras / keras-hub wheels for CPython 3.12 and the sample as arrays, in .gpu_check/ (~35 MiB)
 gpu-check-prepare: setup
 	.venv/bin/python -m benchmarks.gpu_check_prepare --out .gpu_check
 
