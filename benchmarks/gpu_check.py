@@ -8,14 +8,14 @@ The lent GPU machine has JAX and PyTorch but no TensorFlow, so this drives the
 trainer's own model code (unibed.trainer.model.build_models: keras-hub's CLIP
 vision encoder, the pooled feature, Dropout, Dense(64), ArcFace) through Keras's
 JAX trainer instead of the TensorFlow loop in unibed/trainer/train.py:
-1. training images/s of the preset with random weights, per stage (head only on
-   a frozen backbone, then everything), at the largest batch of the candidates
-   that fits, compiled by XLA (jit_compile=True) and op by op (False), with
-   the device's peak memory;
-2. 20 steps of the tiny config on the generated sample (benchmarks/gpu_check_prepare.py
+1. 20 steps of the tiny config on the generated sample (benchmarks/gpu_check_prepare.py
    writes it as sample.npz), then the embedding model saved as a .keras file,
    reloaded and checked to give the same embeddings. The TensorFlow SavedModel
-   export (unibed/trainer/export.py) needs TensorFlow and is not run here.
+   export (unibed/trainer/export.py) needs TensorFlow and is not run here;
+2. training images/s of the preset with random weights, per stage (head only on
+   a frozen backbone, then everything), at the largest batch of the candidates
+   that fits, compiled by XLA (jit_compile=True) and op by op (False), with
+   the device's peak memory.
 """
 
 from __future__ import annotations
@@ -68,27 +68,31 @@ def synthetic_batch(batch: int, image_size: int, num_classes: int, seed: int = 0
 
 
 def time_steps(models, batch: int, image_size: int, num_classes: int, steps: int,
-               warmup: int) -> float:
-    """Images/s over `steps` train steps after `warmup` (the first compiles)."""
+               warmup: int) -> tuple[float, float]:
+    """(images/s over `steps` train steps, seconds of the `warmup` steps before them:
+    the first one compiles)."""
     images, labels = synthetic_batch(batch, image_size, num_classes)
+    t0 = time.perf_counter()
     for _ in range(warmup):
         models.training.train_on_batch([images, labels], labels)
-    t0 = time.perf_counter()
+    t1 = time.perf_counter()
     for _ in range(steps):
         loss = models.training.train_on_batch([images, labels], labels)
     float(np.asarray(loss).reshape(-1)[0])  # the last step has finished
-    return batch * steps / (time.perf_counter() - t0)
+    return batch * steps / (time.perf_counter() - t1), t1 - t0
 
 
 def largest_batch_rate(models, stage: str, jit: bool, candidates: list[int], args,
-                       num_classes: int) -> tuple[int, float] | None:
-    """(batch, images/s) at the first candidate (largest first) that fits; None if none."""
+                       num_classes: int) -> tuple[int, float, float] | None:
+    """(batch, images/s, warm-up seconds) at the first candidate (largest first) that
+    fits; None if none."""
     for batch in candidates:
         compile_stage(models, stage, jit, 1e-4)
         try:
-            rate = time_steps(models, batch, args.image_size, num_classes,
-                              args.steps if jit else max(1, args.steps // 3), args.warmup)
-            return batch, rate
+            rate, warmup_s = time_steps(models, batch, args.image_size, num_classes,
+                                        args.steps if jit else max(1, args.steps // 3),
+                                        args.warmup)
+            return batch, rate, warmup_s
         except Exception as e:  # only out-of-memory moves on to a smaller batch
             if not is_oom(e):
                 raise
@@ -118,8 +122,10 @@ def throughput(args) -> None:
             if jit:  # op by op starts from the batch XLA managed
                 candidates[stage] = [b for b in candidates[stage] if b <= found[0]]
             peak = peak_memory_gib()
-            print(f"  {stage:8s} jit={jit!s:5s} batch {found[0]:5d}: {found[1]:9.2f} images/s"
-                  + ("" if peak is None else f", peak device memory so far {peak:.1f} GiB"))
+            print(f"  {stage:8s} jit={jit!s:5s} batch {found[0]:5d}: {found[1]:9.2f} images/s "
+                  f"(warm-up incl. compilation {found[2]:.1f} s)"
+                  + ("" if peak is None else f", peak device memory so far {peak:.1f} GiB"),
+                  flush=True)
     keras.mixed_precision.set_global_policy("float32")
 
 
@@ -182,11 +188,12 @@ def main() -> None:
 
     print(f"keras {keras.__version__} backend {keras.backend.backend()}, jax {jax.__version__}, "
           f"devices {[d.device_kind for d in jax.devices()]}")
-    throughput(args)
+    # the short part first: its figures are in even if the throughput runs hit a time limit
     if os.path.exists(args.sample):
         sample_training(args.sample, args.sample_steps)
     else:
         print(f"sample: {args.sample} missing (benchmarks/gpu_check_prepare.py writes it)")
+    throughput(args)
 
 
 if __name__ == "__main__":

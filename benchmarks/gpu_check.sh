@@ -46,7 +46,7 @@ for wheel in sorted(glob.glob(os.path.join(sys.argv[1], "*.whl"))):
 PY
 fi
 
-export KERAS_BACKEND=jax
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1  # figures print as they come, even if cut off
 export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
 # JAX takes 75% of the GPU up front by default: give the batch search the rest too
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.95}
