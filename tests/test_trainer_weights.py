@@ -45,7 +45,8 @@ def _tower(rng, prefix: str, layers: int, dim: int, mlp: int) -> dict[str, np.nd
     for i in range(layers):
         p = f"{prefix}.encoder.layers.{i}"
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            t[f"{p}.self_attn.{proj}.weight"], t[f"{p}.self_attn.{proj}.bias"] = arr(dim, dim), arr(dim)
+            t[f"{p}.self_attn.{proj}.weight"] = arr(dim, dim)
+            t[f"{p}.self_attn.{proj}.bias"] = arr(dim)
         for norm in ("layer_norm1", "layer_norm2"):
             t[f"{p}.{norm}.weight"], t[f"{p}.{norm}.bias"] = 1 + arr(dim), arr(dim)
         t[f"{p}.mlp.fc1.weight"], t[f"{p}.mlp.fc1.bias"] = arr(mlp, dim), arr(mlp)
@@ -61,7 +62,8 @@ def write_hf_clip(folder, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     n = (SIZE // PATCH) ** 2 + 1
     t = {"vision_model.embeddings.class_embedding": rng.normal(size=HIDDEN),
-         "vision_model.embeddings.patch_embedding.weight": rng.normal(size=(HIDDEN, 3, PATCH, PATCH)) * 0.05,
+         "vision_model.embeddings.patch_embedding.weight":
+             rng.normal(size=(HIDDEN, 3, PATCH, PATCH)) * 0.05,
          "vision_model.embeddings.position_embedding.weight": rng.normal(size=(n, HIDDEN)),
          "vision_model.pre_layrnorm.weight": 1 + rng.normal(size=HIDDEN) * 0.1,
          "vision_model.pre_layrnorm.bias": rng.normal(size=HIDDEN) * 0.1,
@@ -108,7 +110,8 @@ def _reference_pooled(hf, images):
     patches = x.reshape(b, g, PATCH, g, PATCH, 3).transpose(0, 1, 3, 5, 2, 4).reshape(b, g * g, -1)
     w = hf["vision_model.embeddings.patch_embedding.weight"].reshape(HIDDEN, -1)
     cls = np.broadcast_to(hf["vision_model.embeddings.class_embedding"], (b, 1, HIDDEN))
-    x = np.concatenate([cls, patches @ w.T], 1) + hf["vision_model.embeddings.position_embedding.weight"]
+    x = np.concatenate([cls, patches @ w.T], 1)
+    x = x + hf["vision_model.embeddings.position_embedding.weight"]
     x = _layer_norm(x, hf, "vision_model.pre_layrnorm")
     for i in range(LAYERS):
         p = f"vision_model.encoder.layers.{i}"
@@ -240,7 +243,8 @@ def test_a_saved_projected_encoder_loads_back_with_its_projection(tmp_path):
 
 
 def test_presets_name_the_four_backbones():
-    assert get_config("vit_h14").backbone == "clip_vit_h_14_laion2b_s32b_b79k" == BACKBONE_PRESETS[0]
+    h14 = get_config("vit_h14")
+    assert h14.backbone == "clip_vit_h_14_laion2b_s32b_b79k" == BACKBONE_PRESETS[0]
     assert (get_config("vit_l14_336").backbone, get_config("vit_l14_336").image_size) == (
         "clip_vit_large_patch14_336", 336)
     assert get_config("vit_g14").backbone == "clip_vit_g_14_laion2b_s12b_b42k"

@@ -2,8 +2,9 @@
 
 A run is fully described by its TrainConfig: the trainer stores it as JSON in
 the work folder and refuses to resume a folder written by another config.
-Named presets (`tiny`, `vit_h14` for real runs, `vit_l14`, `vit_l14_336`, `vit_g14`) are starting points; `key=value`
-overrides are parsed against the field's type so a typo fails loudly.
+Named presets (`tiny`, `vit_h14` for real runs, `vit_l14`, `vit_l14_336`,
+`vit_g14`) are starting points; `key=value` overrides are parsed against the
+field's type so a typo fails loudly.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class ConfigError(ValueError):
 class TrainConfig:
     # --- backbone ---
     backbone: str = "tiny"  # "tiny" (random, from tiny_* below) or a keras-hub CLIP preset name
-    backbone_path: str = ""  # a keras-hub preset or Hugging Face CLIP folder (local, gs://); empty: by name
+    # a keras-hub preset or a Hugging Face CLIP folder, local or gs://; empty: the preset by name
+    backbone_path: str = ""
     # the class token after the post-layer-norm (hidden wide: 1280 for ViT-H/14, the GUIE 2nd
     # place) or after CLIP's visual projection (projection wide: 1024 for ViT-H/14, the 1st)
     pooled_feature: str = "cls"

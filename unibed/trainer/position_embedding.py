@@ -6,8 +6,9 @@ keras-hub's CLIPVisionEmbedding does not interpolate them. Training at 280 px
 (the GUIE 1st place) needs a 20 x 20 grid: the patch rows are resampled
 bicubically over the grid and the class token's row is kept as it is (as timm
 and OpenCLIP do; their torch bicubic uses the cubic kernel's a = -0.75, Keras's
-TensorFlow and JAX backends a = -0.5, so the values differ slightly). This happens once on the weights, so the model, its
-checkpoints and the export see an ordinary encoder of the new size.
+TensorFlow and JAX backends a = -0.5, so the values differ slightly). This
+happens once on the weights, so the model, its checkpoints and the export see
+an ordinary encoder of the new size.
 """
 
 from __future__ import annotations
