@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: setup system-deps demo test bench lint clean
+.PHONY: setup system-deps demo test bench lint clean gpu-check-prepare
 
 setup: system-deps .venv/.synced
 
@@ -51,6 +51,11 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_fixed_cost
 	.venv/bin/python -m benchmarks.bench_build_scale
 	.venv/bin/python -m benchmarks.bench_dataflow_job
+
+# What benchmarks/gpu_check.sh needs on a GPU machine without network or TensorFlow:
+# keras / keras-hub wheels for CPython 3.12 and the sample as arrays, in .gpu_check/ (~35 MiB)
+gpu-check-prepare: setup
+	.venv/bin/python -m benchmarks.gpu_check_prepare --out .gpu_check
 
 lint: setup
 	.venv/bin/ruff check .

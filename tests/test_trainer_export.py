@@ -13,9 +13,11 @@ import zipfile
 import numpy as np
 import pytest
 
+from unibed.trainer.backbone import random_encoder
 from unibed.trainer.config import get_config
 from unibed.trainer.export import export_saved_model, resize_images, write_submission_zip
 from unibed.trainer.model import build_models
+from unibed.trainer.position_embedding import resize_encoder
 
 CONFIG = get_config("tiny").with_overrides(
     image_size=32, tiny_patch_size=8, tiny_hidden_dim=32, tiny_num_layers=1, tiny_num_heads=2,
@@ -41,8 +43,12 @@ LOAD_WITH_PLAIN_TF = """
 
 @pytest.mark.parametrize("embedding_dim", [64, pytest.param(128, marks=pytest.mark.slow)])
 def test_saved_model_serves_any_size_with_plain_tensorflow(tmp_path, embedding_dim):
-    config = CONFIG.with_overrides(embedding_dim=embedding_dim)
-    models = build_models(config, 5)
+    # the backbone as a higher-resolution run gets it: a 24-px checkpoint's position
+    # embeddings interpolated to 32 px, pooled after the visual projection
+    config = CONFIG.with_overrides(embedding_dim=embedding_dim, pooled_feature="projected")
+    encoder = resize_encoder(random_encoder(config.with_overrides(image_size=24)), 32)
+    models = build_models(config, 5, encoder=encoder)
+    assert models.training.get_layer("clip_features").output.shape == (None, 48)
     export_dir = str(tmp_path / "export")
     export_saved_model(models.embedding, config, export_dir)
     rng = np.random.default_rng(0)

@@ -168,8 +168,12 @@ def test_preset_round_trip_through_the_real_loading_path(tmp_path):
     fresh = build_encoder(config, random_weights=True)
     assert fresh.count_params() == encoder.count_params()
     assert not np.allclose(fresh({"images": images}).numpy(), encoder({"images": images}).numpy())
-    with pytest.raises(ValueError, match="image_size=224"):
-        build_encoder(config.with_overrides(image_size=224))
+    # another size than the checkpoint's interpolates; it must fit whole patches
+    assert build_encoder(config.with_overrides(image_size=224)).image_shape == (224, 224, 3)
+    with pytest.raises(ValueError, match="multiple of the backbone's patch size 8"):
+        build_encoder(config.with_overrides(image_size=36))
+    with pytest.raises(ValueError, match="no visual projection"):  # a bare vision encoder
+        build_encoder(config.with_overrides(pooled_feature="projected"))
 
 
 def test_full_clip_preset_yields_its_vision_tower(tmp_path):
@@ -182,6 +186,10 @@ def test_full_clip_preset_yields_its_vision_tower(tmp_path):
     clip.save_to_preset(str(tmp_path / "clip"))
     loaded = load_encoder(str(tmp_path / "clip"))
     assert isinstance(loaded, keras_hub.models.CLIPVisionEncoder)
+    assert loaded.visual_projection is None
+    projected = load_encoder(str(tmp_path / "clip"), keep_projection=True)  # its own projection
+    np.testing.assert_array_equal(projected.visual_projection.kernel.numpy(),
+                                  clip.vision_projection.kernel.numpy())
     images = np.ones((1, 32, 32, 3), np.float32)
     np.testing.assert_allclose(loaded({"images": images}).numpy(),
                                vision({"images": images}).numpy(), atol=1e-5)

@@ -2,8 +2,9 @@
 
 A run is fully described by its TrainConfig: the trainer stores it as JSON in
 the work folder and refuses to resume a folder written by another config.
-Named presets (`tiny`, `vit_l14`, `vit_h14`) are starting points; `key=value`
-overrides are parsed against the field's type so a typo fails loudly.
+Named presets (`tiny`, `vit_h14` for real runs, `vit_l14`, `vit_l14_336`,
+`vit_g14`) are starting points; `key=value` overrides are parsed against the
+field's type so a typo fails loudly.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from unibed.trainer.augment import AugmentConfig
+from unibed.trainer.augment_config import AugmentConfig
 
-BACKBONE_PRESETS = ("clip_vit_large_patch14", "clip_vit_h_14_laion2b_s32b_b79k")
+BACKBONE_PRESETS = ("clip_vit_h_14_laion2b_s32b_b79k", "clip_vit_large_patch14",
+                    "clip_vit_large_patch14_336", "clip_vit_g_14_laion2b_s12b_b42k")
+POOLED_FEATURES = ("cls", "projected")
 MIXED_PRECISION = ("auto", "float32", "bf16", "fp16")
 STRATEGIES = ("auto", "cpu", "mirrored", "tpu")
 OPTIMIZERS = ("adamw", "adam", "sgd")  # sgd: momentum 0.9 (1st place's head stage)
@@ -30,13 +33,18 @@ class ConfigError(ValueError):
 class TrainConfig:
     # --- backbone ---
     backbone: str = "tiny"  # "tiny" (random, from tiny_* below) or a keras-hub CLIP preset name
-    backbone_path: str = ""  # a saved preset folder, local or gs://; empty: the preset by name
+    # a keras-hub preset or a Hugging Face CLIP folder, local or gs://; empty: the preset by name
+    backbone_path: str = ""
+    # the class token after the post-layer-norm (hidden wide: 1280 for ViT-H/14, the GUIE 2nd
+    # place) or after CLIP's visual projection (projection wide: 1024 for ViT-H/14, the 1st)
+    pooled_feature: str = "cls"
     tiny_patch_size: int = 8
     tiny_hidden_dim: int = 64
     tiny_num_layers: int = 2
     tiny_num_heads: int = 4
     tiny_intermediate_dim: int = 128
-    image_size: int = 64  # the presets' position embeddings fix this at 224
+    tiny_projection_dim: int = 48  # the visual projection's width (pooled_feature=projected)
+    image_size: int = 64  # another size than the checkpoint's interpolates its position embeddings
     # --- head (REFERENCE section 4) ---
     embedding_dim: int = 64
     dropout: float = 0.2
@@ -94,6 +102,7 @@ class TrainConfig:
 
         need(self.backbone == "tiny" or self.backbone in BACKBONE_PRESETS, "backbone",
              f"expected 'tiny' or one of {BACKBONE_PRESETS}")
+        need(self.pooled_feature in POOLED_FEATURES, "pooled_feature", f"one of {POOLED_FEATURES}")
         need(self.mixed_precision in MIXED_PRECISION, "mixed_precision", f"one of {MIXED_PRECISION}")
         need(self.strategy in STRATEGIES, "strategy", f"one of {STRATEGIES}")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
@@ -103,6 +112,7 @@ class TrainConfig:
                  f"must be a multiple of tiny_patch_size={self.tiny_patch_size}")
             need(self.tiny_hidden_dim % self.tiny_num_heads == 0, "tiny_hidden_dim",
                  f"must be divisible by tiny_num_heads={self.tiny_num_heads}")
+            need(self.tiny_projection_dim > 0, "tiny_projection_dim", "must be positive")
         need(self.embedding_dim > 0, "embedding_dim", "must be positive")
         need(self.embedding_dim <= SUBMISSION_DIM or self.embedding_dim % SUBMISSION_DIM == 0,
              "embedding_dim", f"above {SUBMISSION_DIM} it must be a multiple of {SUBMISSION_DIM} "
@@ -297,12 +307,16 @@ def _presets() -> dict[str, TrainConfig]:
             "log_every_steps": 100, "eval_batch_size": 256}
     return {
         "tiny": tiny,
-        "vit_l14": TrainConfig(backbone="clip_vit_large_patch14", **clip),
+        # ViT-H/14 LAION-2B: what every GUIE top-6 solution fine-tuned; the default for real runs
         "vit_h14": TrainConfig(backbone="clip_vit_h_14_laion2b_s32b_b79k", **clip),
+        "vit_l14": TrainConfig(backbone="clip_vit_large_patch14", **clip),
+        "vit_l14_336": TrainConfig(backbone="clip_vit_large_patch14_336",
+                                   **{**clip, "image_size": 336}),
+        "vit_g14": TrainConfig(backbone="clip_vit_g_14_laion2b_s12b_b42k", **clip),
     }
 
 
-PRESET_NAMES = ("tiny", "vit_l14", "vit_h14")
+PRESET_NAMES = ("tiny", "vit_h14", "vit_l14", "vit_l14_336", "vit_g14")
 
 
 def get_config(name: str) -> TrainConfig:
