@@ -8,6 +8,7 @@ import sys
 
 from unibed.retrieval.cache import DEFAULT_CACHE_DIR
 from unibed.retrieval.index import BACKENDS
+from unibed.schemas.manifest import ALL_SPLITS
 
 DEFAULT_UPLOAD_MB = 20
 DEFAULT_MAX_PIXELS = 40_000_000  # a query needs far fewer; bounds the server's decode memory
@@ -17,8 +18,9 @@ def _common(p) -> None:
     p.add_argument("--model", required=True, help="exported SavedModel folder (serving_default -> embedding)")
     p.add_argument("--gallery", required=True,
                    help="a build (folder or gs:// URL holding manifest.json) or a local folder of images")
-    p.add_argument("--gallery-split", action="append", choices=("train", "validation"),
-                   help="for a build: the split(s) to search (repeatable; default: all)")
+    p.add_argument("--gallery-split", action="append", choices=ALL_SPLITS,
+                   help="for a build: the split(s) to search (repeatable; default: train and validation); "
+                        "retrieval-index (+ retrieval-query) is the evaluation split of classes never trained on")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="embedding cache (default: %(default)s)")
     p.add_argument("--backend", default="exact", choices=BACKENDS,
                    help="exact (numpy, to ~10^6 images) or faiss-hnsw (approximate; needs faiss-cpu)")
@@ -31,9 +33,9 @@ def add_search_parser(sub) -> None:
     p = sub.add_parser("search", help="search a gallery with query images using an exported model")
     _common(p)
     p.add_argument("queries", nargs="*", help="query image files or folders of images")
-    p.add_argument("--query-split", choices=("train", "validation"),
+    p.add_argument("--query-split", choices=ALL_SPLITS,
                    help="also query with every image of this split of the --gallery build "
-                        "(labelled: prints top-1 and P@5)")
+                        "(labelled: prints top-1 and P@5, marks each hit relevant or not)")
     p.add_argument("-k", "--top-k", type=int, default=5)
     p.add_argument("--out", default="out/search", help="folder for report.html and contact_sheet.png")
     p.set_defaults(func=cmd_search)

@@ -29,6 +29,7 @@ from unibed.dataplane.records.codec import decode_example
 from unibed.dataplane.records.framing import iter_records
 from unibed.retrieval.images import BadImage, decode_stored, decode_untrusted
 from unibed.schemas import features
+from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.manifest import SPLITS, Manifest
 from unibed.schemas.recipe import ImageSpec
@@ -48,7 +49,7 @@ class GalleryItem:
     label_name: str
     source: str  # imagenet | products10k | gldv2 | folder
     source_label: str
-    split: str  # train | validation | folder
+    split: str  # train | validation | retrieval-query | retrieval-index | folder
     where: str  # shard path relative to the build, or file path relative to the folder
     offset: int = -1  # of the TFRecord frame in the shard (-1 for files)
     length: int = -1
@@ -79,8 +80,22 @@ class BuildGallery:
         self.splits = tuple(splits)
         label_map_path = storage.join(self.root, self.manifest.label_map)
         self.label_map = LabelMap.from_csv(storage.read_text(label_map_path), where=label_map_path)
+        self.heldout = self._heldout_map()
         self.image_spec: ImageSpec = self.manifest.recipe.image
         self.skipped: list[tuple[str, str]] = []
+
+    def _heldout_map(self) -> HeldOutMap | None:
+        """The evaluation split's classes (labels of the retrieval-* splits), if the build has one."""
+        info = self.manifest.evaluation
+        if info is None:
+            return None
+        path = storage.join(self.root, info.label_map)
+        return HeldOutMap.from_csv(storage.read_text(path), info.first_id, where=path)
+
+    def label_name(self, label: int) -> str:
+        if self.heldout is not None and label >= self.heldout.first_id:
+            return self.heldout.name_of(label)
+        return self.label_map.entries[label].name
 
     def fingerprint(self) -> dict:
         # the manifest holds every shard's sha256, so its digest pins the records
@@ -88,7 +103,6 @@ class BuildGallery:
                 "splits": list(self.splits)}
 
     def iter_images(self) -> Iterator[tuple[GalleryItem, Image.Image]]:
-        names = self.label_map.entries
         for split in self.splits:
             for shard in self.manifest.splits[split].shards:
                 path = storage.join(self.root, shard.path)
@@ -99,7 +113,7 @@ class BuildGallery:
                         label = int(values[features.LABEL])
                         item = GalleryItem(
                             image_id=_text(values[features.IMAGE_ID]), label=label,
-                            label_name=names[label].name, source=_text(values[features.SOURCE]),
+                            label_name=self.label_name(label), source=_text(values[features.SOURCE]),
                             source_label=_text(values[features.SOURCE_LABEL]), split=split,
                             where=shard.path, offset=offset, length=len(record) + _FRAME_OVERHEAD)
                         offset += item.length
