@@ -132,7 +132,8 @@ class Manifest(_Strict):
             ids = self.evaluation.id_range() if split in RETRIEVAL_SPLITS else range(self.num_classes)
             bad = [c for c in self.records_per_class.get(split, {}) if c not in ids]
             if bad:
-                raise ValueError(f"records_per_class[{split}] has ids outside {ids}: {bad[:5]}")
+                raise ValueError(f"records_per_class[{split}] has ids outside the label space "
+                                 f"[{ids.start}, {ids.stop}) of its split: {bad[:5]}")
         written = sum(a.written for a in self.accounting.values())
         if written != sum(s.num_records for s in self.splits.values()):
             raise ValueError(f"accounting says {written} written, shards hold a different number")
