@@ -20,9 +20,9 @@ import pytest
 from PIL import Image
 
 from unibed.dataplane.build.launcher import build_dataset, plan_build
+from unibed.dataplane.build.selection import select
 from unibed.dataplane.recipes import load_recipe
 from unibed.dataplane.sources import open_index
-from unibed.dataplane.build.selection import select
 from unibed.schemas import features
 from unibed.schemas.errors import SchemaError
 from unibed.schemas.heldout import HeldOutMap
@@ -133,7 +133,7 @@ def test_holdout_rules_are_checked_against_the_sources(sample_root):
     base = eval_recipe(sample_root, "/tmp/unused").to_dict()
     fraction = {**base, "evaluation": {**base["evaluation"], "holdout": [
         {"source": "products10k", "classes": 0.25, "take_from": "all"}]}}
-    selections, label_map = select(parse_recipe(fraction), indexes)
+    selections, _ = select(parse_recipe(fraction), indexes)
     products = next(s for s in selections if s.source == "products10k")
     assert len(products.heldout.queries) == 3 and len(products.classes) == 12 - 3
     too_many = {**base, "evaluation": {**base["evaluation"], "holdout": [{"source": "gldv2", "classes": 3}]}}

@@ -155,8 +155,8 @@ def open_set_markdown(metrics: dict) -> list[str]:
     trained = opened["trained"]
     domains = sorted(trained["per_source"])
     lines = ["", f"## Open set: classes the model never trained on (mP@{trained.get('k', 5)})", "",
-             f"{trained['num_queries']} queries against {trained['num_index']} index images "
-             f"({trained['queries_without_match']} queries without a relevant index image, left out)", "",
+             (f"{trained['num_queries']} queries against {trained['num_index']} index images "
+              f"({trained['queries_without_match']} queries without a relevant index image, left out)"), "",
              "| | all | " + " | ".join(domains) + " |", "|---|---|" + "---|" * len(domains)]
     for name, result in sorted(opened.items()):
         per = " | ".join(f"{result['per_source'].get(d, float('nan')):.3f}" for d in domains)
