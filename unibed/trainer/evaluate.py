@@ -90,11 +90,11 @@ def evaluate_open_set(embed_fn: Callable, dataset_dir: str, manifest: Manifest, 
 
 def score(queries: Embedded, index: Embedded, k: int, what_queries: str = "queries",
           what_index: str = "index image") -> EvalResult:
-    """mP@k of embedded queries against an embedded index, per query source (domain);
-    k is capped at the index size. A hit repeated in a list counts once (image ids)."""
+    """mP@k of embedded queries against an embedded index, per query source (domain).
+    A hit repeated in a list counts once (image ids)."""
     if queries.embeddings.shape[1] != index.embeddings.shape[1]:
         raise ValueError("embed_fn returned different dimensions for queries and index")
-    _, neighbours = knn(queries.embeddings, index.embeddings, min(k, len(index.labels)))
+    _, neighbours = knn(queries.embeddings, index.embeddings, k)
     per_query = precision_at_k(queries.labels, index.labels[neighbours], index.labels,
                                index.image_ids[neighbours], index.image_ids)
     scored = ~np.isnan(per_query)
