@@ -110,7 +110,7 @@ def cmd_build(args) -> int:
 def describe_evaluation(manifest) -> str:
     """One line on the evaluation split: held-out classes, queries, index, the leak guard's drops."""
     info, splits = manifest.evaluation, manifest.splits
-    ranges = ", ".join(f"{s} {a}-{b}" for s, (a, b) in info.label_ranges.items())
+    ranges = ", ".join(f"{s} {a}-{b}" for s, (a, b) in sorted(info.label_ranges.items(), key=lambda r: r[1]))
     count = (lambda split: splits[split].num_records if split in splits else 0)
     return (f"evaluation split (classes never trained on): {info.num_classes} held-out classes ({ranges}), "
             f"{count('retrieval-query')} queries against {count('retrieval-index')} index images; "
