@@ -14,7 +14,9 @@ Rules (documented in DESIGN.md, "Selection and label space"):
   sha256(salt, source/image_id) - a stable pseudo-random pick that does not
   depend on file order;
 - a layout that lists nothing up front (ImageNet's official tar) takes `all`
-  classes from its index and applies the cap while reading (`cap_in_unit`).
+  classes from its index and applies the cap while reading (`cap_in_unit`);
+- a recipe `evaluation` section holds classes out of training (holdout.py):
+  their images join `wanted`, their ids follow the label map's.
 """
 
 from __future__ import annotations
