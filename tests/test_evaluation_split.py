@@ -189,22 +189,36 @@ def test_oracle_scores_one_and_a_constant_embedding_scores_at_chance(eval_build)
     assert set(flat.per_source) == {"imagenet", "products10k", "gldv2"}
 
 
+@pytest.fixture(scope="module")
+def projection_model(tmp_path_factory) -> str:
+    from test_retrieval import export_projection_model
+
+    return export_projection_model(str(tmp_path_factory.mktemp("eval-models") / "projection"))
+
+
 def _draw(path, colour, jitter):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (48, 40), tuple(min(255, c + jitter) for c in colour)).save(path)
 
 
-def test_an_outside_set_scores_through_the_same_code_as_a_folder_and_as_csv(tmp_path):
-    from unibed.trainer.outside_set import evaluate_outside_set
-
-    colours = {"red": (200, 20, 20), "blue": (20, 20, 200), "green": (20, 200, 20)}
+@pytest.fixture(scope="module")
+def outside_set(tmp_path_factory):
+    """Three colours, one query and three index images each: as a folder and as a CSV."""
+    root = tmp_path_factory.mktemp("outside")
     rows = ["role,label,path,domain"]
-    for label, colour in colours.items():
+    for label, colour in {"red": (200, 20, 20), "blue": (20, 20, 200), "green": (20, 200, 20)}.items():
         for role, n in (("query", 1), ("index", 3)):
             for i in range(n):
-                _draw(tmp_path / "set" / role / label / f"{i}.png", colour, 10 * i)
+                _draw(root / "set" / role / label / f"{i}.png", colour, 10 * i)
                 rows.append(f"{role},{label},set/{role}/{label}/{i}.png,art")
-    (tmp_path / "set.csv").write_text("\n".join(rows) + "\n")
+    (root / "set.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_an_outside_set_scores_through_the_same_code_as_a_folder_and_as_csv(outside_set):
+    from unibed.trainer.outside_set import evaluate_outside_set
+
+    tmp_path = outside_set
 
     def mean_colour(images):  # an oracle for this set: the classes differ by colour only
         return images.reshape(len(images), -1, 3).mean(axis=1).astype(np.float32)
@@ -247,14 +261,27 @@ def test_run_reports_closed_and_open_set_and_the_flow_shows_both(eval_build):
     assert "trained open-set mP@5" in per_source_rows(metrics)[0]
 
 
-def test_serve_marks_each_hit_relevant_or_not_on_the_evaluation_split(eval_build, tmp_path):
+def test_search_takes_an_outside_set_as_gallery_and_queries(outside_set, projection_model, tmp_path, capsys):
+    from unibed.cli.search import main
+
+    for where in (outside_set / "set", outside_set / "set.csv"):
+        code = main(["search", "--model", projection_model, "--retrieval-set", str(where), "-k", "3",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "report")])
+        out = capsys.readouterr().out
+        assert code == 0 and re.search(r"^3 retrieval-set queries: top-1 same label [\d.]+", out, re.MULTILINE), out
+        assert out.count("query set/query/") + out.count("query query/") == 3
+    assert main(["search", "--model", projection_model, "--retrieval-set", str(outside_set / "set"),
+                 "--gallery", str(outside_set)]) == 2
+    assert "one of them" in capsys.readouterr().err
+
+
+def test_serve_marks_each_hit_relevant_or_not_on_the_evaluation_split(eval_build, projection_model, tmp_path):
     from fastapi.testclient import TestClient
-    from test_retrieval import export_projection_model
 
     from unibed.retrieval.search import Searcher
     from unibed.retrieval.web import create_app
 
-    model = export_projection_model(str(tmp_path / "model"))
+    model = projection_model
     searcher = Searcher(model, eval_build.output, splits=RETRIEVAL, cache_dir=str(tmp_path / "cache"),
                         log=lambda message: None)
     query = next(i for i in searcher.items if i.split == "retrieval-query")

@@ -166,7 +166,58 @@ class FolderGallery:
             return decode_untrusted(f.read(), self.image_spec)
 
 
-Gallery = BuildGallery | FolderGallery
+class RetrievalSetGallery:
+    """An outside retrieval set's index images (unibed/schemas/retrieval_set.py: a CSV or a
+    folder of query/<label>/... and index/<label>/...), labelled with the set's label ids;
+    `queries()` gives its labelled queries. Local only, like a folder gallery."""
+
+    kind = "retrieval-set"
+
+    def __init__(self, location: str):
+        from unibed.schemas.retrieval_set import parse_csv, parse_folder
+
+        if storage.is_remote(location) or not os.path.exists(location):
+            raise GalleryError(f"{location}: an outside retrieval set must be a local CSV file or folder")
+        if os.path.isdir(location):
+            self.root = os.path.abspath(location)
+            self.listing = parse_folder([rel for rel, _, _ in _list_images(self.root)], location)
+        else:
+            self.root = os.path.dirname(os.path.abspath(location))
+            with open(location, encoding="utf-8") as f:
+                self.listing = parse_csv(f.read(), location)
+        self.ids = self.listing.label_ids()
+        self.image_spec, self.skipped, self.manifest = ImageSpec(), [], None
+
+    def fingerprint(self) -> dict:
+        entries = [(e.path, e.label, e.domain) for e in self.listing.index]
+        listing = json.dumps([self.root, entries], separators=(",", ":")).encode("utf-8")
+        return {"kind": self.kind, "listing_sha256": hashlib.sha256(listing).hexdigest()}
+
+    def _item(self, entry, role: str) -> GalleryItem:
+        return GalleryItem(image_id=entry.path, label=self.ids[entry.label], label_name=entry.label,
+                           source=entry.domain, source_label=entry.label, split=role, where=entry.path)
+
+    def _open(self, entry) -> Image.Image:
+        path = entry.path if os.path.isabs(entry.path) else os.path.join(self.root, entry.path)
+        with open(path, "rb") as f:
+            return decode_untrusted(f.read(), self.image_spec)
+
+    def iter_images(self) -> Iterator[tuple[GalleryItem, Image.Image]]:
+        self.skipped = []
+        for entry in self.listing.index:
+            try:
+                yield self._item(entry, "index"), self._open(entry)
+            except (OSError, BadImage) as e:
+                self.skipped.append((entry.path, str(e)))
+
+    def queries(self) -> list[tuple[GalleryItem, Image.Image]]:
+        return [(self._item(e, "query"), self._open(e)) for e in self.listing.queries]
+
+    def read_image(self, item: GalleryItem) -> Image.Image:
+        return self._open(next(e for e in self.listing.index if e.path == item.where))
+
+
+Gallery = BuildGallery | FolderGallery | RetrievalSetGallery
 
 
 def open_gallery(location: str, splits: tuple[str, ...] | None = None) -> Gallery:
