@@ -175,5 +175,11 @@ def cmd_plan(args) -> int:
     from unibed.dataplane.recipes import load_recipe
 
     recipe = load_recipe(args.recipe).with_source_locations(parse_sources(args.source))
-    print(format_plan(describe_plan(plan_build(recipe))))
+    plan = plan_build(recipe)
+    print(format_plan(describe_plan(plan)))
+    if plan.heldout is not None:  # its images are counted among each source's above
+        held = sum(len(s.heldout.images) for s in plan.selections)
+        ranges = ", ".join(f"{s} {a}-{b}" for s, (a, b) in plan.heldout.ranges().items())
+        print(f"evaluation split: {plan.heldout.num_classes} held-out classes ({ranges}), {held} images "
+              "before dedup, never trained on")
     return 0
