@@ -295,3 +295,19 @@ def test_serve_marks_each_hit_relevant_or_not_on_the_evaluation_split(eval_build
         assert ("relevant (same class)" in hit) == (label == query.label)
         assert ("not relevant" in hit) == (label != query.label)
     assert query.label_name == _heldout(eval_build).name_of(query.label)
+
+
+def test_trainer_evaluate_reports_closed_open_and_outside_sets(eval_build, projection_model, outside_set, capsys):
+    import json
+
+    from unibed.trainer.__main__ import main
+
+    code = main(["evaluate", "--export-dir", projection_model, "--dataset", eval_build.output,
+                 "--retrieval-set", str(outside_set / "set.csv"), "--image-size", "32"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    results = json.loads(out[out.index("{\n"):])
+    assert set(results) == {"closed", "open", "outside"}
+    assert results["open"]["num_queries"] == eval_build.manifest.splits["retrieval-query"].num_records
+    assert set(results["open"]["per_source"]) == {"imagenet", "products10k", "gldv2"}
+    assert results["outside"]["per_source"].keys() == {"art"}
