@@ -45,6 +45,7 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_train_step
 	.venv/bin/python -m benchmarks.bench_heads
 	.venv/bin/python -m benchmarks.bench_retrieval
+	.venv/bin/python -m benchmarks.bench_open_set
 	.venv/bin/python -m benchmarks.bench_hostile_members
 	.venv/bin/python -m benchmarks.bench_hostile_jpeg
 	.venv/bin/python -m benchmarks.bench_dedup_edits

@@ -77,3 +77,19 @@ def test_cloud_estimate_is_bounded_by_the_slower_of_cpu_and_reading(plan):
     slow_reads = CloudAssumptions(workers=2, read_mb_s_per_worker=1.0, startup_hours=0)
     assert estimate_cloud(report, slow_reads).hours == pytest.approx(report.read_bytes / 2e6 / 3600)
     assert "Dataflow estimate: 16 workers" in format_plan(report)
+
+
+def test_reference_eval_recipe_keeps_the_17691_classes_and_holds_out_landmarks_beyond(plan):
+    """recipes/reference-eval.yaml: the reference's training label space, exactly, and
+    an evaluation split of GLDv2-clean landmarks beyond the top 7,000 (ids after it)."""
+    locations = {s.name: s.location for s in plan.recipe.sources}
+    evaluation = plan_build(load_recipe("recipes/reference-eval.yaml").with_source_locations(locations))
+    assert evaluation.label_map == plan.label_map
+    assert evaluation.heldout.ranges() == {"gldv2": (17691, 17691 + 999)}
+    gldv2 = next(s for s in evaluation.selections if s.source == "gldv2")
+    trained = set(gldv2.classes)
+    held = set(gldv2.heldout.queries) | set(gldv2.heldout.distractors)
+    assert len(gldv2.heldout.queries) == len(gldv2.heldout.distractors) == 500 and not held & trained
+    counts = _clean_counts(plan)
+    assert min(counts[c] for c in trained) >= max(counts[c] for c in held)  # beyond the top 7,000
+    assert set(gldv2.heldout.images.values()) == held

@@ -14,7 +14,7 @@ from unibed.schemas.manifest import Manifest
 from unibed.schemas.recipe import parse_recipe
 from unibed.schemas.source_record import Location, LocationKind, Rejection, SourceRecord
 
-RECIPES = ("recipes/reference.yaml", "recipes/sample.yaml")
+RECIPES = ("recipes/reference.yaml", "recipes/sample.yaml", "recipes/reference-eval.yaml", "recipes/sample-eval.yaml")
 
 
 def _recipe(**changes) -> dict:

@@ -98,10 +98,23 @@ def cmd_build(args) -> int:
         raise for_cli(e) from e
     print(f"\ndataset {result['status']} at {result['output']} ({time.perf_counter() - start:.0f}s): "
           f"{result['num_classes']} classes, records " + ", ".join(f"{k}={v}" for k, v in result["records"].items()))
-    print(accounting_text(accounting_rows(read_manifest(result["output"]))))
+    manifest = read_manifest(result["output"])
+    print(accounting_text(accounting_rows(manifest)))
+    if manifest.evaluation is not None:
+        print(describe_evaluation(manifest))
     print(f"manifest: {result['output']}/manifest.json; reports: " + ", ".join(
         ["label_map.csv", *result["reports"].values()]))
     return 0
+
+
+def describe_evaluation(manifest) -> str:
+    """One line on the evaluation split: held-out classes, queries, index, the leak guard's drops."""
+    info, splits = manifest.evaluation, manifest.splits
+    ranges = ", ".join(f"{s} {a}-{b}" for s, (a, b) in sorted(info.label_ranges.items(), key=lambda r: r[1]))
+    count = (lambda split: splits[split].num_records if split in splits else 0)
+    return (f"evaluation split (classes never trained on): {info.num_classes} held-out classes ({ranges}), "
+            f"{count('retrieval-query')} queries against {count('retrieval-index')} index images; "
+            f"leak guard dropped {sum(info.leak_guard_drops.values())} training candidates")
 
 
 def _run_build(args, recipe, config, options: dict) -> dict:
@@ -162,5 +175,11 @@ def cmd_plan(args) -> int:
     from unibed.dataplane.recipes import load_recipe
 
     recipe = load_recipe(args.recipe).with_source_locations(parse_sources(args.source))
-    print(format_plan(describe_plan(plan_build(recipe))))
+    plan = plan_build(recipe)
+    print(format_plan(describe_plan(plan)))
+    if plan.heldout is not None:  # its images are counted among each source's above
+        held = sum(len(s.heldout.images) for s in plan.selections)
+        ranges = ", ".join(f"{s} {a}-{b}" for s, (a, b) in plan.heldout.ranges().items())
+        print(f"evaluation split: {plan.heldout.num_classes} held-out classes ({ranges}), {held} images "
+              "before dedup, never trained on")
     return 0

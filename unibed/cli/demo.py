@@ -23,14 +23,17 @@ def cmd_demo(args) -> int:
     from unibed.cli.train import cmd_train
 
     sample, build, train = (f"{args.workdir}/{name}" for name in ("sample", "build-sample", "train-sample"))
+    # the sample recipe plus an evaluation split of held-out classes: closed- and open-set mP@5
     cmd_sample(argparse.Namespace(out=sample, seed=args.seed))
     print("\nreading every published layout of the sample through the readers:")
     cmd_inspect(argparse.Namespace(source=[f"{s}={sample}/{s}" for s in SOURCES], all_layouts=True, json=False))
     print("\nbuilding the sample dataset (Prefect flow build-dataset, Beam's local runner):")
-    cmd_build(argparse.Namespace(recipe="recipes/sample.yaml", output=build, source=[f"{s}={sample}/{s}" for s in SOURCES],
+    cmd_build(argparse.Namespace(recipe="recipes/sample-eval.yaml", output=build, source=[f"{s}={sample}/{s}" for s in SOURCES],
                                  prefect=True))  # the train flow starts the temporary server anyway
     print("\ntraining a tiny CLIP + ArcFace on it, exporting, scoring mP@5 (Prefect flow train):")
     code = cmd_train(argparse.Namespace(dataset=build, workdir=train, config="tiny", set=[], steps=args.train_steps))
     print(f"\nsee it retrieve: unibed search --model {train}/export --gallery {build} --gallery-split train "
-          f"--query-split validation\n                 unibed serve --model {train}/export --gallery {build}")
+          f"--query-split validation\n                 unibed search --model {train}/export --gallery {build} "
+          f"--gallery-split retrieval-index --query-split retrieval-query   (classes never trained on)"
+          f"\n                 unibed serve --model {train}/export --gallery {build}")
     return code

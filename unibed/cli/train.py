@@ -22,12 +22,24 @@ def add_train_parser(sub) -> None:
 
 
 def print_scores(metrics: dict) -> None:
-    trained, untrained = metrics["trained"], metrics["untrained"]
-    k = trained.get("k", 5)
-    print(f"mP@{k} on {trained['num_queries']} validation queries against {trained['num_index']} train images:")
-    print(f"  {'':10s} {'all':>6s} " + " ".join(f"{s:>11s}" for s in sorted(trained["per_source"])))
-    for name, result in (("trained", trained), ("untrained", untrained)):
-        per = " ".join(f"{result['per_source'].get(s, float('nan')):11.3f}" for s in sorted(trained["per_source"]))
+    """Closed-set mP@5 (classes trained on) and, when scored, open-set (classes never trained on)."""
+    trained, k = metrics["trained"], metrics["trained"].get("k", 5)
+    print(f"mP@{k} closed set (classes trained on): {trained['num_queries']} validation queries "
+          f"against {trained['num_index']} train images:")
+    _print_table({"trained": trained, "untrained": metrics["untrained"]})
+    opened = metrics.get("open_set")
+    if opened:
+        first = opened["trained"]
+        print(f"mP@{k} open set (held-out classes, never trained on): {first['num_queries']} queries "
+              f"against {first['num_index']} index images:")
+        _print_table(opened)
+
+
+def _print_table(results: dict) -> None:
+    domains = sorted(results["trained"]["per_source"])
+    print(f"  {'':10s} {'all':>6s} " + " ".join(f"{s:>11s}" for s in domains))
+    for name, result in results.items():
+        per = " ".join(f"{result['per_source'].get(s, float('nan')):11.3f}" for s in domains)
         print(f"  {name:10s} {result['mp_at_k']:6.3f} {per}")
 
 

@@ -144,7 +144,24 @@ def scores_markdown(metrics: dict, dataset: str, workdir: str) -> str:
     for name, result in (("trained", trained), ("untrained (same architecture)", untrained)):
         per = " | ".join(f"{result['per_source'].get(s, float('nan')):.3f}" for s in sorted(trained["per_source"]))
         lines.append(f"| {name} | {result['mp_at_k']:.3f} | {per} |")
-    return "\n".join(lines)
+    return "\n".join(lines + open_set_markdown(metrics))
+
+
+def open_set_markdown(metrics: dict) -> list[str]:
+    """The open-set scores (classes never trained on), when the build had an evaluation split."""
+    opened = metrics.get("open_set")
+    if not opened:
+        return []
+    trained = opened["trained"]
+    domains = sorted(trained["per_source"])
+    lines = ["", f"## Open set: classes the model never trained on (mP@{trained.get('k', 5)})", "",
+             (f"{trained['num_queries']} queries against {trained['num_index']} index images "
+              f"({trained['queries_without_match']} queries without a relevant index image, left out)"), "",
+             "| | all | " + " | ".join(domains) + " |", "|---|---|" + "---|" * len(domains)]
+    for name, result in sorted(opened.items()):
+        per = " | ".join(f"{result['per_source'].get(d, float('nan')):.3f}" for d in domains)
+        lines.append(f"| {name} | {result['mp_at_k']:.3f} | {per} |")
+    return lines
 
 
 def curve_points(events: list[dict]) -> list[dict]:
@@ -165,10 +182,15 @@ def curves_markdown(points: list[dict]) -> str:
 def per_source_rows(metrics: dict) -> list[dict]:
     trained, untrained = metrics["trained"], metrics.get("untrained") or {}
     k = trained.get("k", 5)
+    opened = metrics.get("open_set") or {}
     rows = []
-    for source in sorted(trained["per_source"]) + ["all"]:
+    for source in sorted(set(trained["per_source"]) | set(opened.get("trained", {}).get("per_source", {}))) + ["all"]:
         get = (lambda r, s=source: r.get("mp_at_k") if s == "all" else r.get("per_source", {}).get(s))
-        rows.append({"source": source, f"trained mP@{k}": get(trained), f"untrained mP@{k}": get(untrained)})
+        row = {"source": source, f"trained mP@{k}": get(trained), f"untrained mP@{k}": get(untrained)}
+        if opened:
+            row |= {f"trained open-set mP@{k}": get(opened.get("trained", {})),
+                    f"untrained open-set mP@{k}": get(opened.get("untrained", {}))}
+        rows.append(row)
     return rows
 
 
@@ -202,6 +224,10 @@ def train_flow(dataset: str, workdir: str, config: str = "tiny", overrides: list
     logger.info("mP@%d trained %.3f, untrained %.3f", trained.get("k", 5), trained["mp_at_k"], untrained["mp_at_k"])
     for source, score in sorted(trained["per_source"].items()):
         logger.info("mP@%d %s: %.3f", trained.get("k", 5), source, score)
+    for name, result in sorted((metrics.get("open_set") or {}).items()):
+        per = ", ".join(f"{d} {v:.3f}" for d, v in sorted(result["per_source"].items()))
+        logger.info("open-set mP@%d (classes never trained on) %s %.3f (%s)", result.get("k", 5), name,
+                    result["mp_at_k"], per)
     try:
         attach_artifacts(events, metrics, dataset, workdir)
     except Exception as e:  # noqa: BLE001 - the model is exported and scored; artifacts are extra

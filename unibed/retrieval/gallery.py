@@ -29,6 +29,7 @@ from unibed.dataplane.records.codec import decode_example
 from unibed.dataplane.records.framing import iter_records
 from unibed.retrieval.images import BadImage, decode_stored, decode_untrusted
 from unibed.schemas import features
+from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.manifest import SPLITS, Manifest
 from unibed.schemas.recipe import ImageSpec
@@ -48,7 +49,7 @@ class GalleryItem:
     label_name: str
     source: str  # imagenet | products10k | gldv2 | folder
     source_label: str
-    split: str  # train | validation | folder
+    split: str  # train | validation | retrieval-query | retrieval-index | folder
     where: str  # shard path relative to the build, or file path relative to the folder
     offset: int = -1  # of the TFRecord frame in the shard (-1 for files)
     length: int = -1
@@ -79,8 +80,22 @@ class BuildGallery:
         self.splits = tuple(splits)
         label_map_path = storage.join(self.root, self.manifest.label_map)
         self.label_map = LabelMap.from_csv(storage.read_text(label_map_path), where=label_map_path)
+        self.heldout = self._heldout_map()
         self.image_spec: ImageSpec = self.manifest.recipe.image
         self.skipped: list[tuple[str, str]] = []
+
+    def _heldout_map(self) -> HeldOutMap | None:
+        """The evaluation split's classes (labels of the retrieval-* splits), if the build has one."""
+        info = self.manifest.evaluation
+        if info is None:
+            return None
+        path = storage.join(self.root, info.label_map)
+        return HeldOutMap.from_csv(storage.read_text(path), info.first_id, where=path)
+
+    def label_name(self, label: int) -> str:
+        if self.heldout is not None and label >= self.heldout.first_id:
+            return self.heldout.name_of(label)
+        return self.label_map.entries[label].name
 
     def fingerprint(self) -> dict:
         # the manifest holds every shard's sha256, so its digest pins the records
@@ -88,7 +103,6 @@ class BuildGallery:
                 "splits": list(self.splits)}
 
     def iter_images(self) -> Iterator[tuple[GalleryItem, Image.Image]]:
-        names = self.label_map.entries
         for split in self.splits:
             for shard in self.manifest.splits[split].shards:
                 path = storage.join(self.root, shard.path)
@@ -99,7 +113,7 @@ class BuildGallery:
                         label = int(values[features.LABEL])
                         item = GalleryItem(
                             image_id=_text(values[features.IMAGE_ID]), label=label,
-                            label_name=names[label].name, source=_text(values[features.SOURCE]),
+                            label_name=self.label_name(label), source=_text(values[features.SOURCE]),
                             source_label=_text(values[features.SOURCE_LABEL]), split=split,
                             where=shard.path, offset=offset, length=len(record) + _FRAME_OVERHEAD)
                         offset += item.length
@@ -152,7 +166,58 @@ class FolderGallery:
             return decode_untrusted(f.read(), self.image_spec)
 
 
-Gallery = BuildGallery | FolderGallery
+class RetrievalSetGallery:
+    """An outside retrieval set's index images (unibed/schemas/retrieval_set.py: a CSV or a
+    folder of query/<label>/... and index/<label>/...), labelled with the set's label ids;
+    `queries()` gives its labelled queries. Local only, like a folder gallery."""
+
+    kind = "retrieval-set"
+
+    def __init__(self, location: str):
+        from unibed.schemas.retrieval_set import parse_csv, parse_folder
+
+        if storage.is_remote(location) or not os.path.exists(location):
+            raise GalleryError(f"{location}: an outside retrieval set must be a local CSV file or folder")
+        if os.path.isdir(location):
+            self.root = os.path.abspath(location)
+            self.listing = parse_folder([rel for rel, _, _ in _list_images(self.root)], location)
+        else:
+            self.root = os.path.dirname(os.path.abspath(location))
+            with open(location, encoding="utf-8") as f:
+                self.listing = parse_csv(f.read(), location)
+        self.ids = self.listing.label_ids()
+        self.image_spec, self.skipped, self.manifest = ImageSpec(), [], None
+
+    def fingerprint(self) -> dict:
+        entries = [(e.path, e.label, e.domain) for e in self.listing.index]
+        listing = json.dumps([self.root, entries], separators=(",", ":")).encode("utf-8")
+        return {"kind": self.kind, "listing_sha256": hashlib.sha256(listing).hexdigest()}
+
+    def _item(self, entry, role: str) -> GalleryItem:
+        return GalleryItem(image_id=entry.path, label=self.ids[entry.label], label_name=entry.label,
+                           source=entry.domain, source_label=entry.label, split=role, where=entry.path)
+
+    def _open(self, entry) -> Image.Image:
+        path = entry.path if os.path.isabs(entry.path) else os.path.join(self.root, entry.path)
+        with open(path, "rb") as f:
+            return decode_untrusted(f.read(), self.image_spec)
+
+    def iter_images(self) -> Iterator[tuple[GalleryItem, Image.Image]]:
+        self.skipped = []
+        for entry in self.listing.index:
+            try:
+                yield self._item(entry, "index"), self._open(entry)
+            except (OSError, BadImage) as e:
+                self.skipped.append((entry.path, str(e)))
+
+    def queries(self) -> list[tuple[GalleryItem, Image.Image]]:
+        return [(self._item(e, "query"), self._open(e)) for e in self.listing.queries]
+
+    def read_image(self, item: GalleryItem) -> Image.Image:
+        return self._open(next(e for e in self.listing.index if e.path == item.where))
+
+
+Gallery = BuildGallery | FolderGallery | RetrievalSetGallery
 
 
 def open_gallery(location: str, splits: tuple[str, ...] | None = None) -> Gallery:

@@ -15,11 +15,13 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from unibed.schemas.errors import SchemaError, describe_validation_error
+from unibed.schemas.heldout import RETRIEVAL_SPLITS
 from unibed.schemas.recipe import Recipe
 from unibed.schemas.version import SCHEMA_VERSION
 
-SPLITS = ("train", "validation")
-_SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})\.tfrecord$")
+SPLITS = ("train", "validation")  # the training splits (labels in the training label space)
+ALL_SPLITS = SPLITS + RETRIEVAL_SPLITS  # + the evaluation split's (held-out labels)
+_SHARD_NAME = re.compile(r"^(train|validation|retrieval-query|retrieval-index)-(\d{5})-of-(\d{5})\.tfrecord$")
 
 
 class _Strict(BaseModel):
@@ -72,6 +74,23 @@ class SourceAccounting(_Strict):
         return self
 
 
+class EvaluationInfo(_Strict):
+    """The evaluation split: held-out classes (ids first_id .. first_id + num_classes - 1,
+    listed in `label_map`), written as the retrieval-query / retrieval-index splits."""
+
+    label_map: str = "heldout_label_map.csv"
+    label_map_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    first_id: int = Field(ge=1)
+    num_classes: int = Field(ge=0)
+    label_ranges: dict[str, tuple[int, int]]  # source -> (first id, last id) of its held-out classes
+    # per source: training/validation candidates dropped as near duplicates of an evaluation
+    # image (duplicates.csv kind `evaluation`): the leak guard at work
+    leak_guard_drops: dict[str, int] = {}
+
+    def id_range(self) -> range:
+        return range(self.first_id, self.first_id + self.num_classes)
+
+
 class Manifest(_Strict):
     schema_version: int = SCHEMA_VERSION
     unibed_version: str
@@ -87,6 +106,7 @@ class Manifest(_Strict):
     records_per_class: dict[str, dict[int, int]]  # split -> unified id -> records
     accounting: dict[str, SourceAccounting]
     reports: dict[str, str] = {}  # e.g. {"duplicates": "duplicates.csv", "rejects": "rejects.csv"}
+    evaluation: EvaluationInfo | None = None  # the recipe's evaluation split, when it has one
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -94,8 +114,12 @@ class Manifest(_Strict):
             raise ValueError(f"schema_version {self.schema_version} is not {SCHEMA_VERSION}")
         if self.recipe_digest != self.recipe.digest():
             raise ValueError("recipe_digest does not match the embedded recipe")
-        if set(self.splits) - set(SPLITS):
-            raise ValueError(f"unknown splits {sorted(set(self.splits) - set(SPLITS))}")
+        if set(self.splits) - set(ALL_SPLITS):
+            raise ValueError(f"unknown splits {sorted(set(self.splits) - set(ALL_SPLITS))}")
+        if self.evaluation is None and set(self.splits) & set(RETRIEVAL_SPLITS):
+            raise ValueError("retrieval splits need the manifest's evaluation section")
+        if self.evaluation is not None and self.evaluation.first_id != self.num_classes:
+            raise ValueError(f"held-out ids must start after the label space, at {self.num_classes}")
         for split, info in self.splits.items():
             for shard in info.shards:
                 m = _SHARD_NAME.match(shard.path.rsplit("/", 1)[-1])
@@ -105,9 +129,11 @@ class Manifest(_Strict):
                 raise ValueError(f"records_per_source[{split}] does not add up to the split")
             if sum(self.records_per_class.get(split, {}).values()) != info.num_records:
                 raise ValueError(f"records_per_class[{split}] does not add up to the split")
-            bad = [c for c in self.records_per_class.get(split, {}) if not 0 <= c < self.num_classes]
+            ids = self.evaluation.id_range() if split in RETRIEVAL_SPLITS else range(self.num_classes)
+            bad = [c for c in self.records_per_class.get(split, {}) if c not in ids]
             if bad:
-                raise ValueError(f"records_per_class[{split}] has ids outside the label space: {bad[:5]}")
+                raise ValueError(f"records_per_class[{split}] has ids outside the label space "
+                                 f"[{ids.start}, {ids.stop}) of its split: {bad[:5]}")
         written = sum(a.written for a in self.accounting.values())
         if written != sum(s.num_records for s in self.splits.values()):
             raise ValueError(f"accounting says {written} written, shards hold a different number")

@@ -167,6 +167,52 @@ class ShardSpec(_Strict):
     count_multiple: WholeNumber = Field(default=8, ge=1)
 
 
+# --- evaluation: an open-set retrieval split of classes the model never trains on ------------
+
+
+class HoldoutSpec(_Strict):
+    """Classes of one source held out of training for the open-set evaluation.
+
+    `classes`: how many (a whole number >= 1) or what fraction (0 < f < 1) of the source's
+    candidate classes (those with at least queries_per_class + 1 eligible images) become
+    query classes; `distractors`: how many more classes add their images to the index only.
+    `take_from`: "unselected" takes them among the classes the training selection leaves out
+    (GLDv2 beyond the top k: the training label space is unchanged); "all" takes them first,
+    at the cost of training classes (a source whose every class is trained on)."""
+
+    source: Literal["imagenet", "products10k", "gldv2"]
+    classes: Number = Field(gt=0)
+    distractors: WholeNumber = Field(default=0, ge=0)
+    take_from: Literal["unselected", "all"] = "unselected"
+
+    @model_validator(mode="after")
+    def _count_or_fraction(self):
+        if self.classes >= 1 and self.classes != int(self.classes):
+            raise ValueError(f"classes must be a whole number or a fraction below 1, got {self.classes}")
+        return self
+
+    def count(self, candidates: int) -> int:
+        """Query classes to hold out among `candidates` classes."""
+        if self.classes >= 1:
+            return int(self.classes)
+        return max(1, round(self.classes * candidates))
+
+
+class EvaluationSpec(_Strict):
+    """The build's evaluation split (DESIGN.md, "The evaluation split"): held-out classes
+    chosen by sha256(salt, source/label) before dedup, never written to train/validation,
+    with ids after the training label space; their images are retrieval-query and
+    retrieval-index records, and no training image may near-duplicate one."""
+
+    holdout: tuple[HoldoutSpec, ...] = Field(min_length=1)
+    queries_per_class: WholeNumber = Field(default=1, ge=1)
+    index_per_class: WholeNumber = Field(default=10, ge=1)  # at most, per class, before dedup
+    salt: str = "unibed-eval-v1"
+
+    def for_source(self, name: str) -> HoldoutSpec | None:
+        return next((h for h in self.holdout if h.source == name), None)
+
+
 class Recipe(_Strict):
     schema_version: Annotated[Literal[1], BeforeValidator(_only_numbers)] = SCHEMA_VERSION
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -177,6 +223,16 @@ class Recipe(_Strict):
     shards: ShardSpec = ShardSpec()
     output: StorageLocation
     expect_classes: WholeNumber | None = Field(default=None, gt=0)  # total, e.g. 17691
+    evaluation: EvaluationSpec | None = None  # the open-set evaluation split; None: none
+
+    @model_validator(mode="after")
+    def _evaluation_sources(self):
+        if self.evaluation is not None:
+            held = [h.source for h in self.evaluation.holdout]
+            unknown = sorted(set(held) - {s.name for s in self.sources})
+            if unknown or len(set(held)) != len(held):
+                raise ValueError(f"evaluation.holdout names each recipe source once at most, got {held}")
+        return self
 
     @model_validator(mode="after")
     def _sources_unique(self):
@@ -198,7 +254,10 @@ class Recipe(_Strict):
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data["evaluation"] is None:  # a recipe without one digests as before the section existed
+            del data["evaluation"]
+        return data
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form: two recipes that mean the same hash the same."""

@@ -43,9 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", help="score on this dataset (default: the first run's)")
     s.add_argument("--cache-dir")
 
-    v = sub.add_parser("evaluate", help="mP@5 of an exported SavedModel on a dataset")
+    v = sub.add_parser("evaluate", help="mP@5 of an exported SavedModel on a dataset: closed-set "
+                       "(validation vs train) and open-set (its evaluation split of held-out classes)")
     v.add_argument("--export-dir", required=True)
-    v.add_argument("--dataset", required=True)
+    v.add_argument("--dataset", help="a build (folder or gs:// URL holding manifest.json)")
+    v.add_argument("--retrieval-set", help="an outside set: a CSV (role,label,path[,domain]) or a folder "
+                   "of query/<label>/<image> and index/<label>/<image>")
     v.add_argument("--image-size", type=int, required=True,
                    help="the evaluation view's size (the model resizes again inside)")
     v.add_argument("--batch-size", type=int, default=64)
@@ -62,6 +65,32 @@ def _load_config(name: str):
 
     with tf.io.gfile.GFile(name) as f:
         return TrainConfig.from_json(f.read())
+
+
+def _evaluate(args, cache_dir: str) -> dict[str, dict]:
+    """{"closed": ..., "open": ...} for a build (open only when it has an evaluation
+    split), {"outside": ...} for an outside set; both when both are given."""
+    from unibed.trainer.export import load_embed_fn
+
+    if not args.dataset and not args.retrieval_set:
+        raise ValueError("evaluate needs --dataset, --retrieval-set or both")
+    embed_fn, sizes = load_embed_fn(args.export_dir), {"image_size": args.image_size, "batch_size": args.batch_size}
+    results = {}
+    if args.dataset:
+        from unibed.trainer.data import load_manifest, resolve_dataset
+        from unibed.trainer.evaluate import evaluate, evaluate_open_set
+
+        dataset_dir = resolve_dataset(args.dataset, cache_dir)
+        manifest = load_manifest(dataset_dir)
+        results["closed"] = evaluate(embed_fn, dataset_dir, manifest, **sizes).to_dict()
+        opened = evaluate_open_set(embed_fn, dataset_dir, manifest, **sizes)
+        if opened is not None:
+            results["open"] = opened.to_dict()
+    if args.retrieval_set:
+        from unibed.trainer.outside_set import evaluate_outside_set
+
+        results["outside"] = evaluate_outside_set(embed_fn, args.retrieval_set, **sizes).to_dict()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,16 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
             soup(args.run_dirs, args.out, dataset=args.dataset, cache_dir=args.cache_dir)
         elif args.command == "evaluate":
-            from unibed.trainer.data import load_manifest, resolve_dataset
-            from unibed.trainer.evaluate import evaluate
-            from unibed.trainer.export import load_embed_fn
-
-            dataset_dir = resolve_dataset(args.dataset, args.cache_dir or default_cache_dir())
-            result = evaluate(load_embed_fn(args.export_dir), dataset_dir,
-                              load_manifest(dataset_dir), image_size=args.image_size,
-                              batch_size=args.batch_size)
-            emit_metric({"event": "eval", "model": args.export_dir, **result.to_dict()})
-            print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+            results = _evaluate(args, args.cache_dir or default_cache_dir())
+            for which, result in results.items():
+                emit_metric({"event": "eval", "model": args.export_dir, "set": which, **result})
+            print(json.dumps(results, indent=2, sort_keys=True))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

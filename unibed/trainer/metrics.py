@@ -8,6 +8,10 @@ n_q = index images sharing q's label; rel_q(j) = 1 when the j-th retrieved
 image shares it. Only the first min(n_q, k) ranks count: a query with
 n_q = 2 scores 1/2 for ranks [hit, miss, hit], not 1.
 
+As Google's baseline scores it, a hit repeated in a query's list (the same
+index image twice, when the index lists a file twice) counts once, and n_q
+counts distinct index images: pass the retrieved and index image ids.
+
 Queries with n_q = 0 are excluded from the mean (and counted by callers, see
 `precision_at_k` / unibed/trainer/evaluate.py). The competition guarantees n_q >= 1;
 here such a query can only come from the data (a class with no index image),
@@ -35,9 +39,26 @@ def relevant_counts(query_labels, index_labels) -> np.ndarray:
     return np.where(values[pos] == query_labels, counts[pos], 0)
 
 
-def precision_at_k(query_labels, retrieved_labels, index_labels) -> np.ndarray:
+def first_occurrences(retrieved_ids) -> np.ndarray:
+    """bool [Q, k]: True where a row's id has not appeared earlier in that row."""
+    ids = np.asarray(retrieved_ids)
+    k = ids.shape[1]
+    earlier = np.tril(np.ones((k, k), bool), -1)  # [j, i]: i < j
+    return ~((ids[:, :, None] == ids[:, None, :]) & earlier[None]).any(axis=2)
+
+
+def distinct_labels(index_labels, index_ids) -> np.ndarray:
+    """The labels of distinct index images (an id listed twice counts once)."""
+    labels, ids = np.asarray(index_labels).reshape(-1), np.asarray(index_ids).reshape(-1)
+    _, first = np.unique(ids, return_index=True)
+    return labels[np.sort(first)]
+
+
+def precision_at_k(query_labels, retrieved_labels, index_labels, retrieved_ids=None,
+                   index_ids=None) -> np.ndarray:
     """Per-query precision (float64 [Q]) with k = retrieved_labels.shape[1];
-    NaN for queries without any relevant index image (n_q = 0)."""
+    NaN for queries without any relevant index image (n_q = 0). With image ids,
+    a repeated hit counts once and n_q counts distinct index images."""
     query_labels = np.asarray(query_labels).reshape(-1)
     retrieved = np.asarray(retrieved_labels)
     if retrieved.ndim != 2 or retrieved.shape[0] != len(query_labels):
@@ -45,9 +66,13 @@ def precision_at_k(query_labels, retrieved_labels, index_labels) -> np.ndarray:
     k = retrieved.shape[1]
     if k < 1:
         raise ValueError("retrieved_labels has no columns (k = 0)")
+    if index_ids is not None:
+        index_labels = distinct_labels(index_labels, index_ids)
     n_q = relevant_counts(query_labels, index_labels)
     depth = np.minimum(n_q, k)  # ranks that count for each query
     hits = (retrieved == query_labels[:, None]) & (np.arange(k)[None, :] < depth[:, None])
+    if retrieved_ids is not None:
+        hits &= first_occurrences(retrieved_ids)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(depth > 0, hits.sum(axis=1) / depth, np.nan)
 

@@ -4,6 +4,8 @@
       -> mP@5 of the exported SavedModel (loaded back, as the evaluator would)
       -> mP@5 of the same model before training (same config and seed: random
          for `tiny`, the pretrained backbone + random head for the presets)
+         each closed-set (validation vs train) and, when the build has an
+         evaluation split, open-set (held-out classes: `open_set` in metrics.json)
       -> <workdir>/metrics.json
 
 Every event is printed as one line `UNIBED_METRIC {json}` on stdout, so a
@@ -27,7 +29,7 @@ from unibed.schemas.trainer_events import format_event
 from unibed.trainer.config import TrainConfig
 from unibed.trainer.data import load_manifest, resolve_dataset, train_dataset
 from unibed.trainer.ema import restore_final_weights
-from unibed.trainer.evaluate import evaluate
+from unibed.trainer.evaluate import evaluate, evaluate_open_set
 from unibed.trainer.export import (
     export_saved_model,
     in_process_embed_fn,
@@ -104,21 +106,13 @@ def run(dataset: str, workdir: str, config: TrainConfig, *, cache_dir: str | Non
     metrics = {**summary, **export_and_score(result.models.embedding, config, workdir, dataset_dir,
                                              manifest, emit)}
 
-    def score(embed_fn) -> dict:
-        return evaluate(embed_fn, dataset_dir, manifest, image_size=config.image_size,
-                        batch_size=config.eval_batch_size).to_dict()
-
     if baseline:
-        keras.utils.set_random_seed(config.seed)  # the initial weights the run started from
-        untrained = build_models(config, manifest.num_classes)
-        metrics["untrained"] = score(in_process_embed_fn(untrained.embedding, config.image_size))
-        emit({"event": "eval", "model": "untrained", **metrics["untrained"]})
+        untrained = _untrained_embed_fn(config, manifest.num_classes)
+        metrics.update(score_model("untrained", untrained, dataset_dir, manifest, config, emit, metrics))
     metrics["run_seconds"] = round(time.perf_counter() - t0, 3)
     with tf.io.gfile.GFile(_join(workdir, "metrics.json"), "w") as f:
         f.write(json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n")
-    emit({"event": "done", "metrics": _join(workdir, "metrics.json"),
-          "trained_mp_at_5": metrics["trained"]["mp_at_k"],
-          "untrained_mp_at_5": metrics.get("untrained", {}).get("mp_at_k")})
+    emit({"event": "done", "metrics": _join(workdir, "metrics.json"), **headline(metrics)})
     return metrics
 
 
@@ -139,11 +133,39 @@ def export_and_score(embedding_model, config: TrainConfig, workdir: str, dataset
     emit({"event": "exported", "export_dir": export_dir, "zip": zip_path})
     metrics = {"config": config.to_dict(), "dataset": dataset_dir,
                "num_classes": manifest.num_classes, "export_dir": export_dir, "zip": zip_path}
-    metrics["trained"] = evaluate(load_embed_fn(export_dir), dataset_dir, manifest,
-                                  image_size=config.image_size,
-                                  batch_size=config.eval_batch_size).to_dict()
-    emit({"event": "eval", "model": "trained", **metrics["trained"]})
+    metrics.update(score_model("trained", load_embed_fn(export_dir), dataset_dir, manifest, config,
+                               emit, metrics))
     return metrics
+
+
+def _untrained_embed_fn(config: TrainConfig, num_classes: int):
+    keras.utils.set_random_seed(config.seed)  # the initial weights the run started from
+    return in_process_embed_fn(build_models(config, num_classes).embedding, config.image_size)
+
+
+def score_model(name: str, embed_fn, dataset_dir: str, manifest, config: TrainConfig,
+                emit: Callable[[dict], None], metrics: dict) -> dict:
+    """{name: closed-set result} and, with an evaluation split, metrics' `open_set`
+    gaining {name: open-set result}; one eval event each."""
+    sizes = {"image_size": config.image_size, "batch_size": config.eval_batch_size}
+    closed = evaluate(embed_fn, dataset_dir, manifest, **sizes).to_dict()
+    emit({"event": "eval", "model": name, "set": "closed", **closed})
+    out = {name: closed}
+    opened = evaluate_open_set(embed_fn, dataset_dir, manifest, **sizes)
+    if opened is not None:
+        out["open_set"] = {**metrics.get("open_set", {}), name: opened.to_dict()}
+        emit({"event": "eval", "model": name, "set": "open", **opened.to_dict()})
+    return out
+
+
+def headline(metrics: dict) -> dict:
+    """The done event's figures: closed-set mP@5 and, when scored, open-set."""
+    out = {"trained_mp_at_5": metrics["trained"]["mp_at_k"],
+           "untrained_mp_at_5": metrics.get("untrained", {}).get("mp_at_k")}
+    if "open_set" in metrics:
+        out["trained_open_mp_at_5"] = metrics["open_set"]["trained"]["mp_at_k"]
+        out["untrained_open_mp_at_5"] = metrics["open_set"].get("untrained", {}).get("mp_at_k")
+    return out
 
 
 def read_run_info(workdir: str) -> tuple[TrainConfig, int]:

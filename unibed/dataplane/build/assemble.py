@@ -19,7 +19,7 @@ from unibed.dataplane.build.graph import side_products
 from unibed.dataplane.build.graph.side_products import Counts
 from unibed.dataplane.build.output import WORK
 from unibed.dataplane.dedup.keep_rule import Drop
-from unibed.schemas.manifest import Manifest, ShardInfo, SourceAccounting, SplitInfo
+from unibed.schemas.manifest import EvaluationInfo, Manifest, ShardInfo, SourceAccounting, SplitInfo
 from unibed.schemas.source_record import Rejection
 
 if TYPE_CHECKING:
@@ -65,7 +65,21 @@ def assemble_manifest(plan: BuildPlan) -> Manifest:
         records_per_class={s: dict(sorted(c.items())) for s, c in sorted(counts.per_class.items())},
         accounting=_accounting(plan, counts, rejections, drops),
         reports=REPORTS,
+        evaluation=_evaluation(plan, drops),
     )
+
+
+def _evaluation(plan: BuildPlan, drops: list[Drop]) -> EvaluationInfo | None:
+    """The held-out label map, written beside label_map.csv, and the leak guard's drops."""
+    heldout = plan.heldout
+    if heldout is None:
+        return None
+    info = EvaluationInfo(label_map_sha256=heldout.digest(), first_id=heldout.first_id,
+                          num_classes=heldout.num_classes, label_ranges=heldout.ranges(),
+                          leak_guard_drops=dict(sorted(Counter(
+                              d.dropped.split("/", 1)[0] for d in drops if d.kind == "evaluation").items())))
+    storage.write_text(storage.join(plan.recipe.output, info.label_map), heldout.to_csv())
+    return info
 
 
 def _write_reports(plan: BuildPlan, rejections: list[Rejection], drops: list[Drop]) -> None:

@@ -30,10 +30,11 @@ from unibed.dataplane.build import lock, output
 from unibed.dataplane.build.assemble import assemble
 from unibed.dataplane.build.pipeline import build_pipeline
 from unibed.dataplane.build.runner_options import RunnerConfig, describe, pipeline_options
-from unibed.dataplane.build.selection import SourceSelection, select
+from unibed.dataplane.build.selection import SourceSelection, build_heldout_map, select
 from unibed.dataplane.build.validate import validate_output
 from unibed.dataplane.sources import open_index
 from unibed.dataplane.sources.base import SourceIndex
+from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.manifest import Manifest
 from unibed.schemas.recipe import Recipe
@@ -45,6 +46,7 @@ class BuildPlan:
     indexes: dict[str, SourceIndex]
     selections: list[SourceSelection]
     label_map: LabelMap
+    heldout: HeldOutMap | None = None  # the evaluation split's classes (recipe `evaluation`)
 
 
 @dataclass
@@ -118,7 +120,10 @@ def plan_build(recipe: Recipe, log: Callable[[str], None] = _LOG.info) -> BuildP
         first, last = label_map.ranges()[selection.source]
         images = "chosen while reading" if selection.wanted is None else len(selection.wanted)
         log(f"{selection.source}: {len(selection.classes)} classes -> ids {first}-{last}, images: {images}")
-    return BuildPlan(recipe, indexes, selections, label_map)
+    heldout = build_heldout_map(selections, indexes, label_map) if recipe.evaluation else None
+    for source, (first, last) in (heldout.ranges() if heldout else {}).items():
+        log(f"{source}: held out for evaluation: ids {first}-{last} (never trained on)")
+    return BuildPlan(recipe, indexes, selections, label_map, heldout)
 
 
 def recipe_locations(recipe: Recipe) -> dict[str, str]:
@@ -152,7 +157,7 @@ def run_build(plan: BuildPlan, options: PipelineOptions) -> dict[str, int]:
     recipe, where = plan.recipe, plan.recipe.output
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, recipe, plan.indexes, plan.selections, plan.label_map, where,
-                   storage.join(where, output.WORK))
+                   storage.join(where, output.WORK), plan.heldout)
     result = pipeline.run()
     result.wait_until_finish()
     counters: dict[str, int] = {}
@@ -164,7 +169,7 @@ def run_build(plan: BuildPlan, options: PipelineOptions) -> dict[str, int]:
 
 
 def validate_build(plan: BuildPlan, manifest: Manifest) -> None:
-    validate_output(plan.recipe.output, manifest, plan.label_map)
+    validate_output(plan.recipe.output, manifest, plan.label_map, plan.heldout)
 
 
 def publish_build(plan: BuildPlan, manifest: Manifest) -> None:

@@ -44,7 +44,8 @@ BEAM_DONE = f"{WORK}/beam.done.json"  # the Beam stage finished for the recipe i
 OWNED = f"{WORK}/output.json"  # a unibed build claimed this output when it was empty
 # what a build writes into its output: only such files are cleaned from a PARTIAL one
 _BUILD_FILE = re.compile(
-    r"^((train|validation)-\d{5}-of-\d{5}\.tfrecord|manifest\.json\.tmp-[0-9a-f]+|label_map\.csv"
+    r"^((train|validation|retrieval-query|retrieval-index)-\d{5}-of-\d{5}\.tfrecord"
+    r"|manifest\.json\.tmp-[0-9a-f]+|label_map\.csv|heldout_label_map\.csv"
     r"|duplicates\.csv|rejects\.csv|duplicate_groups\.png|_work/.*|beam-temp[^/]*/.*)$"
 )
 

@@ -5,7 +5,7 @@
       on Meta:
         --ResolveKeys--> one per key (duplicate ids, missing images)
         --Deduplicate--> identical-hash groups -> near-duplicate pairs -> keep rule
-        --AssignSplits--> (key, split) per class
+        --AssignSplits--> (key, split) per class (held-out classes: retrieval-query / -index)
     Candidate x split --JoinSplits--> Record --WriteShards--> train-*/validation-* shards
                                                 (Examples read back from the work files)
     rejections, drops, shard infos, counts --WriteSideProducts--> JSON lines in the work folder
@@ -42,8 +42,10 @@ from unibed.dataplane.build.graph.resolve import ResolveKeys
 from unibed.dataplane.build.graph.side_products import SideProducts, WriteSideProducts
 from unibed.dataplane.build.graph.splits import AssignSplits
 from unibed.dataplane.build.graph.write_shards import WriteShards
+from unibed.dataplane.build.retrieval_split import RetrievalRoles
 from unibed.dataplane.build.selection import SourceSelection
 from unibed.dataplane.sources.base import SourceIndex
+from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.recipe import Recipe
 
@@ -56,6 +58,7 @@ def build_pipeline(
     label_map: LabelMap,
     output: str,
     work: str,
+    heldout: HeldOutMap | None = None,
 ) -> None:
     """Add the build to `pipeline`: shards go to `output`, side products to `work`."""
     units = [u for s in recipe.sources for u in indexes[s.name].units]  # small: one per archive/batch
@@ -63,10 +66,11 @@ def build_pipeline(
         ReadContext(indexes, {s.source: s for s in selections}), storage.join(work, READ_CONTEXT)
     )
 
-    read = pipeline | "ReadAndPreprocess" >> ReadAndPreprocess(units, context_path, recipe, label_map, work)
+    read = pipeline | "ReadAndPreprocess" >> ReadAndPreprocess(units, context_path, recipe, label_map, work, heldout)
     resolved = read | "ResolveKeys" >> ResolveKeys()
     kept = resolved.metas | "Deduplicate" >> Deduplicate(recipe.dedup, recipe.image)
-    splits = kept.survivors | "AssignSplits" >> AssignSplits(recipe.split)
+    roles = RetrievalRoles.of(recipe.evaluation, heldout) if heldout and heldout.num_classes else None
+    splits = kept.survivors | "AssignSplits" >> AssignSplits(recipe.split, roles)
     examples = (
         ExampleInputs(read.candidates, splits, resolved.losing_inputs)
         | "JoinSplits" >> JoinSplits()

@@ -16,7 +16,7 @@ from unibed.dataplane.sources.archives import escaped
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.source_record import Rejection
 
-DUPLICATE_KINDS = ("exact", "near", "exclusion")
+DUPLICATE_KINDS = ("exact", "near", "exclusion", "evaluation")
 DUPLICATES_HEADER = (
     "dropped", "kept", "distance", "kind", "conflicting_labels", "dropped_label", "kept_label"
 )
@@ -25,7 +25,8 @@ REJECTS_HEADER = ("source", "image_id", "reason", "detail", "where")
 
 class DuplicateRow(NamedTuple):
     """One image dropped as a duplicate of another (`kind`: exact | near | near:<probe
-    kind> (the hash that matched: near:mirror, near:crop84, ...) | exclusion)."""
+    kind> (the hash that matched: near:mirror, near:crop84, ...) | exclusion | evaluation: a
+    training candidate near an evaluation-split image, dropped by the leak guard)."""
 
     dropped: str  # image key 'source/image_id'
     kept: str  # the image it duplicates (for 'exclusion': the excluded image)

@@ -14,19 +14,23 @@ Rules (documented in DESIGN.md, "Selection and label space"):
   sha256(salt, source/image_id) - a stable pseudo-random pick that does not
   depend on file order;
 - a layout that lists nothing up front (ImageNet's official tar) takes `all`
-  classes from its index and applies the cap while reading (`cap_in_unit`).
+  classes from its index and applies the cap while reading (`cap_in_unit`);
+- a recipe `evaluation` section holds classes out of training (holdout.py):
+  their images join `wanted`, their ids follow the label map's.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from unibed.dataplane.build.holdout import HeldOut, choose_heldout, heldout_map
 from unibed.dataplane.sources.base import SourceIndex
 from unibed.schemas.errors import SchemaError
+from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelEntry, LabelMap
-from unibed.schemas.recipe import Recipe, SourceSpec
+from unibed.schemas.recipe import EvaluationSpec, Recipe, SourceSpec
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class SourceSelection:
     wanted: dict[str, str] | None
     cap: int | None
     eligible: int | None  # eligible images before class choice and cap (None: unknown)
+    heldout: HeldOut = field(default_factory=HeldOut)  # the evaluation split's classes (holdout.py)
 
     @property
     def cap_in_unit(self) -> bool:
@@ -107,10 +112,15 @@ def cap_per_class(images: dict[str, str], cap: int | None, salt: str, source: st
     return kept
 
 
-def select_source(index: SourceIndex, spec: SourceSpec, salt: str) -> SourceSelection:
+def select_source(index: SourceIndex, spec: SourceSpec, salt: str,
+                  evaluation: EvaluationSpec | None = None) -> SourceSelection:
     eligible = eligible_images(index, spec)
     counts = None if eligible is None else Counter(eligible.values())
-    classes = choose_classes(index, spec, counts)
+    hold = evaluation.for_source(spec.name) if evaluation else None
+    if hold is None:
+        classes, held = choose_classes(index, spec, counts), HeldOut()
+    else:
+        classes, held = _with_heldout(index, spec, evaluation, eligible, counts)
     if spec.expect_classes is not None and len(classes) != spec.expect_classes:
         raise SchemaError(
             f"source {spec.name}: the recipe expects {spec.expect_classes} classes, "
@@ -120,10 +130,27 @@ def select_source(index: SourceIndex, spec: SourceSpec, salt: str) -> SourceSele
     if eligible is not None:
         chosen = set(classes)
         in_classes = {i: label for i, label in eligible.items() if label in chosen}
-        wanted = cap_per_class(in_classes, spec.per_class_cap, salt, spec.name)
+        wanted = cap_per_class(in_classes, spec.per_class_cap, salt, spec.name) | held.images
     return SourceSelection(
-        spec.name, classes, wanted, spec.per_class_cap, None if eligible is None else len(eligible)
+        spec.name, classes, wanted, spec.per_class_cap, None if eligible is None else len(eligible), held
     )
+
+
+def _with_heldout(index: SourceIndex, spec: SourceSpec, evaluation: EvaluationSpec,
+                  eligible: dict[str, str] | None, counts: Counter | None) -> tuple[tuple[str, ...], HeldOut]:
+    """Training classes and held-out classes: `take_from: all` holds out first and trains
+    on the rest, `unselected` holds out among what the training selection leaves."""
+    hold = evaluation.for_source(spec.name)
+    if eligible is None:
+        raise SchemaError(f"evaluation: source {spec.name}'s {index.layout} layout lists no images up "
+                          "front, so no classes can be held out; use a layout with metadata")
+    if hold.take_from == "all":
+        held = choose_heldout(spec.name, counts, eligible, evaluation, hold, (), label_order)
+        gone = set(held.queries) | set(held.distractors)
+        rest = Counter({c: n for c, n in counts.items() if c not in gone})
+        return choose_classes(index, spec, rest), held
+    classes = choose_classes(index, spec, counts)
+    return classes, choose_heldout(spec.name, counts, eligible, evaluation, hold, classes, label_order)
 
 
 def build_label_map(selections: list[SourceSelection], indexes: dict[str, SourceIndex]) -> LabelMap:
@@ -138,7 +165,7 @@ def build_label_map(selections: list[SourceSelection], indexes: dict[str, Source
 
 def select(recipe: Recipe, indexes: dict[str, SourceIndex]) -> tuple[list[SourceSelection], LabelMap]:
     """The recipe's selection from every source, and the label map it defines."""
-    selections = [select_source(indexes[s.name], s, recipe.split.salt) for s in recipe.sources]
+    selections = [select_source(indexes[s.name], s, recipe.split.salt, recipe.evaluation) for s in recipe.sources]
     label_map = build_label_map(selections, indexes)
     if recipe.expect_classes is not None and label_map.num_classes != recipe.expect_classes:
         raise SchemaError(
@@ -146,3 +173,10 @@ def select(recipe: Recipe, indexes: dict[str, SourceIndex]) -> tuple[list[Source
             f"the sources yield {label_map.num_classes}"
         )
     return selections, label_map
+
+
+def build_heldout_map(selections: list[SourceSelection], indexes: dict[str, SourceIndex],
+                      label_map: LabelMap) -> HeldOutMap:
+    """The evaluation split's label space, after the training one (empty without one)."""
+    names = {s.source: indexes[s.source].classes for s in selections}
+    return heldout_map(label_map.num_classes, [(s.source, s.heldout) for s in selections], names)

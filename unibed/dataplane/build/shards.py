@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from unibed.dataplane import storage
 from unibed.dataplane.records.framing import frame
-from unibed.schemas.manifest import SPLITS, ShardInfo
+from unibed.schemas.manifest import ALL_SPLITS, ShardInfo
 from unibed.schemas.recipe import ShardSpec
 
 
@@ -47,8 +47,8 @@ def shard_index(image_key: str, salt: str, count: int) -> int:
 
 def shard_name(split: str, index: int, count: int) -> str:
     """`train-00000-of-00008.tfrecord` (the names unibed.schemas.manifest accepts)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if split not in ALL_SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {ALL_SPLITS}")
     if not 0 <= index < count <= 99_999:
         raise ValueError(f"shard {index} of {count} is not a valid shard number")
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"

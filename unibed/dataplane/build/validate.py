@@ -12,6 +12,7 @@ from unibed.dataplane import storage
 from unibed.dataplane.records.codec import decode_example
 from unibed.dataplane.records.framing import iter_records
 from unibed.schemas import features
+from unibed.schemas.heldout import RETRIEVAL_SPLITS, HeldOutMap
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.manifest import Manifest, ShardInfo
 
@@ -28,20 +29,25 @@ class ValidationError(ValueError):
         self.problems = problems
 
 
-def validate_output(output_dir: str, manifest: Manifest, label_map: LabelMap) -> None:
-    """Re-read everything the manifest claims and raise ValidationError listing every mismatch."""
+def validate_output(output_dir: str, manifest: Manifest, label_map: LabelMap,
+                    heldout: HeldOutMap | None = None) -> None:
+    """Re-read everything the manifest claims and raise ValidationError listing every mismatch.
+    Retrieval splits' labels must be held-out ids (`heldout`), the others training ids."""
     problems = _check_label_map(output_dir, manifest, label_map)
+    problems += _check_heldout_map(output_dir, manifest, heldout)
     problems += _check_shard_files(output_dir, manifest)
-    labels = label_map.lookup()
+    training = (range(manifest.num_classes), label_map.lookup())
+    held = (heldout.id_range(), heldout.lookup()) if heldout else (range(0), {})
     id_counts: Counter[bytes] = Counter()
     for split, info in sorted(manifest.splits.items()):
+        id_range, labels = held if split in RETRIEVAL_SPLITS else training
         per_class: Counter[int] = Counter()
         per_source: Counter[str] = Counter()
         for shard in info.shards:
             path = storage.join(output_dir, shard.path)
             if not storage.exists(path):
                 continue  # reported by _check_shard_files
-            result = _read_shard(path, shard, manifest.num_classes, labels)
+            result = _read_shard(path, shard, id_range, labels)
             problems += result.problems
             per_class.update(result.per_class)
             per_source.update(result.per_source)
@@ -80,7 +86,7 @@ class _HashingReader:
         return data
 
 
-def _read_shard(path: str, shard: ShardInfo, num_classes: int, labels: dict) -> _ShardResult:
+def _read_shard(path: str, shard: ShardInfo, id_range: range, labels: dict) -> _ShardResult:
     result = _ShardResult()
     out_of_range, mislabelled, undecodable = [], [], 0
     num_records = 0
@@ -97,7 +103,7 @@ def _read_shard(path: str, shard: ShardInfo, num_classes: int, labels: dict) -> 
                 result.image_ids.append(image_id)
                 result.per_class[label] += 1
                 result.per_source[source] += 1
-                if not 0 <= label < num_classes:
+                if label not in id_range:
                     out_of_range.append(f"{_text(image_id)}={label}")
                 elif labels.get((source, source_label)) != label:
                     mislabelled.append(_text(image_id))
@@ -111,7 +117,7 @@ def _read_shard(path: str, shard: ShardInfo, num_classes: int, labels: dict) -> 
         )
     if out_of_range:
         result.problems.append(
-            f"{shard.path}: {len(out_of_range)} labels outside [0, {num_classes}): "
+            f"{shard.path}: {len(out_of_range)} labels outside [{id_range.start}, {id_range.stop}): "
             f"{out_of_range[:_EXAMPLES]}"
         )
     if mislabelled:
@@ -167,6 +173,20 @@ def _check_label_map(output_dir: str, manifest: Manifest, label_map: LabelMap) -
     elif hashlib.sha256(storage.read_bytes(path)).hexdigest() != manifest.label_map_sha256:
         problems.append(f"{manifest.label_map} on disk does not match label_map_sha256")
     return problems
+
+
+def _check_heldout_map(output_dir: str, manifest: Manifest, heldout: HeldOutMap | None) -> list[str]:
+    info = manifest.evaluation
+    if (info is None) != (heldout is None):
+        return ["the manifest's evaluation section and the plan's held-out classes disagree"]
+    if info is None:
+        return []
+    path = storage.join(output_dir, info.label_map)
+    if heldout.digest() != info.label_map_sha256 or not storage.exists(path):
+        return [f"{info.label_map} is missing or does not match the manifest's label_map_sha256"]
+    if hashlib.sha256(storage.read_bytes(path)).hexdigest() != info.label_map_sha256:
+        return [f"{info.label_map} on disk does not match label_map_sha256"]
+    return []
 
 
 def _check_shard_files(output_dir: str, manifest: Manifest) -> list[str]:

@@ -8,7 +8,9 @@ duplicates, every dropped image names a kept one within the threshold, and
 chains (A~B, B~C, A!~C) keep both ends instead of collapsing to one image.
 
 "Best" (the keep preference, DESIGN.md): images of an exclusion set first
-(they are never written, so anything near them goes), then the larger source
+(they are never written, so anything near them goes), then the evaluation
+split's images (so a training image near one is dropped, kind `evaluation`:
+the leak guard of the open-set split), then the larger source
 image (more pixels: the better copy), then the source's position in the
 recipe, then the image key.
 
@@ -34,19 +36,32 @@ class Drop:
     dropped: str
     kept: str
     distance: int
-    kind: str  # exact | near | exclusion
+    kind: str  # exact | near | exclusion | evaluation
     conflicting_labels: bool
     dropped_label: str
     kept_label: str
 
 
-def preference(is_exclusion: bool, source_pixels: int, source_rank: int, key: str) -> tuple:
-    return (0 if is_exclusion else 1, -source_pixels, source_rank, key)
+EXCLUSION_TIER, EVALUATION_TIER, TRAINING_TIER = 0, 1, 2
+
+
+def preference(is_exclusion: bool, source_pixels: int, source_rank: int, key: str,
+               is_evaluation: bool = False) -> tuple:
+    tier = EXCLUSION_TIER if is_exclusion else EVALUATION_TIER if is_evaluation else TRAINING_TIER
+    return (tier, -source_pixels, source_rank, key)
+
+
+def guard_kind(kind: str, kept_preference: tuple, dropped_preference: tuple) -> str:
+    """A training image dropped for an evaluation image is the leak guard's drop."""
+    if kept_preference[0] == EVALUATION_TIER and dropped_preference[0] == TRAINING_TIER:
+        return "evaluation"
+    return kind
 
 
 def choose(nodes: list[Node]) -> list[Drop]:
     """The drops, sorted by dropped key. Deterministic for any input order."""
     label = {n.key: n.label for n in nodes}
+    preferences = {n.key: n.preference for n in nodes}
     kept: set[str] = set()
     drops: list[Drop] = []
     for node in sorted(nodes, key=lambda n: n.preference):
@@ -57,6 +72,7 @@ def choose(nodes: list[Node]) -> list[Drop]:
         distance, other, kind = min(near_kept)
         if label[other] == "exclusion":
             kind = "exclusion"
+        kind = guard_kind(kind, preferences[other], node.preference)
         drops.append(
             Drop(node.key, other, distance, kind, label[other] != node.label, node.label, label[other])
         )

@@ -39,7 +39,7 @@ def add_search_routes(app: FastAPI, site: Site, top_k: int) -> None:
             return site.search_page(404, error=f"No gallery image with id {id!r}.")
         result = searcher.search_ids([id], top_k)[0]
         item = site.items[searcher.by_id[id]]
-        return _results_page(site, result, f"/thumb/{id}", f"{item.label_name} ({item.label})")
+        return _results_page(site, result, f"/thumb/{id}", f"{item.label_name} ({item.label})", item.label)
 
 
 def _inline_thumbnail(result: QueryResult) -> str:
@@ -49,8 +49,10 @@ def _inline_thumbnail(result: QueryResult) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(thumbnail_jpeg(result.image)).decode("ascii")
 
 
-def _results_page(site: Site, result: QueryResult, query_src: str, query_label: str = "") -> HTMLResponse:
+def _results_page(site: Site, result: QueryResult, query_src: str, query_label: str = "",
+                  label_id: int = -1) -> HTMLResponse:
+    """`label_id` >= 0 (a picked gallery image): each hit is marked relevant (same class) or not."""
     if result.error:
         return site.search_page(400, error=f"Cannot search with {result.name!r}: {result.error}")
-    return site.search_page(query={"name": result.name, "src": query_src, "label": query_label},
-                            matches=result.matches)
+    return site.search_page(query={"name": result.name, "src": query_src, "label": query_label,
+                                   "label_id": label_id}, matches=result.matches)

@@ -173,6 +173,8 @@ def drop_copy(copy: IdenticalCopy, representative_drops: dict) -> keep_rule.Drop
         kept, distance, kept_label = best.key, 0, best.label
     else:
         kept, distance, kept_label, kind = lost_to.kept, lost_to.distance, lost_to.kept_label, lost_to.kind
+    # what the copy lost to is at least as preferred as its representative
+    kind = keep_rule.guard_kind(kind, best.preference, image.preference)
     if kept_label == EXCLUSION:
         kind = EXCLUSION
     conflicting = kept_label != image.label

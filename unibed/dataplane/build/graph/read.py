@@ -29,6 +29,7 @@ from unibed.dataplane.images.preprocess import ProcessedImage, Rejected, preproc
 from unibed.dataplane.records import codec as example_codec
 from unibed.dataplane.sources import read_unit
 from unibed.dataplane.sources.base import ReadUnit, SourceIndex
+from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelMap
 from unibed.schemas.recipe import Recipe
 from unibed.schemas.source_record import Rejection, SourceImage, SourceRecord
@@ -75,9 +76,11 @@ class ReadAndPreprocess(beam.PTransform):
     read context; the Examples go to work files under `work`."""
 
     def __init__(
-        self, units: list[ReadUnit], context_path: str, recipe: Recipe, label_map: LabelMap, work: str
+        self, units: list[ReadUnit], context_path: str, recipe: Recipe, label_map: LabelMap, work: str,
+        heldout: HeldOutMap | None = None,
     ):
         super().__init__()
+        self._heldout = heldout
         self._units = units
         self._context_path = context_path
         self._recipe = recipe
@@ -99,7 +102,7 @@ class ReadAndPreprocess(beam.PTransform):
             ).with_outputs("input", "rejected", "not_selected", main="image")
         )
         processed = read.image | "Preprocess" >> beam.ParDo(
-            Preprocess(self._recipe, self._label_map, self._work)
+            Preprocess(self._recipe, self._label_map, self._work, self._heldout)
         ).with_outputs("rejected", main="candidate")
         rejected = (read.rejected, processed.rejected) | "AllRejected" >> beam.Flatten()
         wanted = (
@@ -180,9 +183,11 @@ class Preprocess(beam.DoFn):
     Dataflow alike). A failed bundle's file is an orphan no output refers to.
     """
 
-    def __init__(self, recipe: Recipe, label_map: LabelMap, work: str):
+    def __init__(self, recipe: Recipe, label_map: LabelMap, work: str, heldout: HeldOutMap | None = None):
         self._spec = recipe.image
-        self._ids = label_map.lookup()
+        # held-out classes (the evaluation split) have ids after the training label space
+        self._ids = label_map.lookup() | (heldout.lookup() if heldout else {})
+        self._num_training = label_map.num_classes
         self._rank = {s.name: i for i, s in enumerate(recipe.sources)}
         self._work = work
         self._rejected = Metrics.counter("build", "images_rejected")
@@ -208,11 +213,13 @@ class Preprocess(beam.DoFn):
 
     def _candidate(self, record: SourceRecord, image: ProcessedImage) -> Candidate:
         pixels = image.source_width * image.source_height
+        label = self._ids[(record.source, record.label)]
         candidate = Candidate(
             record.key, record.source, record.image_id, record.label,
-            self._ids[(record.source, record.label)], str(record.location),
+            label, str(record.location),
             None, image.width, image.height, image.phash, image.sha256,
-            keep_rule.preference(False, pixels, self._rank[record.source], record.key),
+            keep_rule.preference(False, pixels, self._rank[record.source], record.key,
+                                 is_evaluation=label >= self._num_training),
             image.probes,
         )
         example = example_codec.encode_example(example_values(candidate, image.jpeg))

@@ -1,11 +1,13 @@
 """AssignSplits: the survivors' train/validation split, class by class
-(unibed/dataplane/build/split.py decides it inside one class)."""
+(unibed/dataplane/build/split.py decides it inside one class); a held-out
+class's images get their evaluation roles instead (retrieval_split.py)."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 
 from unibed.dataplane.build.graph.elements import Meta
+from unibed.dataplane.build.retrieval_split import RetrievalRoles, roles_of_class
 from unibed.dataplane.build.split import split_class
 from unibed.schemas.recipe import SplitSpec
 
@@ -13,16 +15,17 @@ from unibed.schemas.recipe import SplitSpec
 class AssignSplits(beam.PTransform):
     """Meta -> (key, split) for every surviving image."""
 
-    def __init__(self, spec: SplitSpec):
+    def __init__(self, spec: SplitSpec, roles: RetrievalRoles | None = None):
         super().__init__()
         self._spec = spec
+        self._roles = roles
 
     def expand(self, survivors):
         return (
             survivors
             | "ByClass" >> beam.Map(label_and_key)
             | "Classes" >> beam.GroupByKey()
-            | "Split" >> beam.FlatMap(split_of_class, self._spec.validation_fraction, self._spec.salt)
+            | "Split" >> beam.FlatMap(split_of_class, self._spec.validation_fraction, self._spec.salt, self._roles)
         )
 
 
@@ -30,6 +33,9 @@ def label_and_key(meta: Meta) -> tuple:
     return meta.label, meta.key
 
 
-def split_of_class(element, fraction: float, salt: str):
-    _, keys = element
+def split_of_class(element, fraction: float, salt: str, roles: RetrievalRoles | None = None):
+    label, keys = element
+    if roles is not None and roles.holds(int(label)):
+        yield from roles_of_class(sorted(keys), int(label), roles).items()
+        return
     yield from split_class(sorted(keys), fraction, salt).items()
