@@ -13,7 +13,7 @@ from test_build import sample_recipe
 from unibed.dataplane.build.graph.elements import Candidate
 from unibed.dataplane.build.graph.read import Preprocess
 from unibed.dataplane.build.launcher import plan_build
-from unibed.dataplane.build.payload import read_in_order
+from unibed.dataplane.build.payload import PayloadWriter, read_in_order
 from unibed.dataplane.images.preprocess import preprocess
 from unibed.dataplane.records.codec import decode_example
 from unibed.dataplane.sources import read_unit
@@ -42,3 +42,27 @@ def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(samp
         values = decode_example(example)
         assert values[features.IMAGE_ID].decode() == candidate.key
         assert values[features.ENCODED] == preprocess(item.data, recipe.image).jpeg
+
+
+def test_a_shard_reads_its_examples_from_a_gs_work_file_in_one_request(gcs_emulator, monkeypatch):
+    """One shard of 8 wants every 8th Example of a work file (40 KB each, so 280 KB
+    apart): the shard writer's read fetches them in one ranged GET, not one per Example."""
+    from google.cloud.storage import Blob
+
+    gcs_emulator.create_bucket("unibed-work")
+    work = "gs://unibed-work/out/_work"
+    writer = PayloadWriter(work)
+    payloads = [bytes([i]) * 40_000 for i in range(96)]
+    refs = [writer.append(p) for p in payloads]
+    writer.close()
+    requests = []
+    download = Blob.download_as_bytes
+
+    def counted(self, *args, **kwargs):
+        requests.append(kwargs.get("start"))
+        return download(self, *args, **kwargs)
+
+    monkeypatch.setattr(Blob, "download_as_bytes", counted)
+    shard = list(range(3, 96, 8))
+    assert list(read_in_order(work, [refs[i] for i in shard])) == [payloads[i] for i in shard]
+    assert len(requests) == 1
