@@ -8,9 +8,11 @@ import dataclasses
 import os
 import pickle
 
+from apache_beam.coders.typecoders import registry
 from test_build import sample_recipe
 
 from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.build.graph.examples import keyed_candidate
 from unibed.dataplane.build.graph.read import Preprocess
 from unibed.dataplane.build.launcher import plan_build
 from unibed.dataplane.build.payload import PayloadWriter, read_in_order
@@ -33,9 +35,15 @@ def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(samp
     step.finish_bundle()
 
     assert len(made) >= 8
+    coder = registry.get_coder(object)  # what the local runner holds per shuffled record
     for _, candidate in made:  # what the split join and the shard grouping move
         assert not any(isinstance(getattr(candidate, f.name), bytes) for f in dataclasses.fields(candidate))
         assert len(pickle.dumps(candidate)) < 1024
+        # The split join gets only what ToRecord reads; Meta carries no location.
+        key, joined = keyed_candidate(candidate)
+        assert joined == (candidate.where, candidate.source, candidate.label, candidate.payload)
+        assert len(coder.encode((key, joined))) < 0.6 * len(coder.encode((key, candidate)))
+        assert not hasattr(candidate.meta(), "where")
     assert os.listdir(tmp_path / "_work" / "payload") == [made[0][1].payload.file]  # one per bundle
     backwards = list(read_in_order(work, [c.payload for _, c in reversed(made)], batch_bytes=3000))
     for (item, candidate), example in zip(reversed(made), backwards, strict=True):
