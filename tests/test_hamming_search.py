@@ -100,6 +100,32 @@ def test_hot_buckets_take_the_sub_problem_path(monkeypatch):
     assert True in calls and False in calls
 
 
+def test_crowded_buckets_read_every_plane_and_the_offsets(monkeypatch):
+    """Buckets of 3-31 residents (below the hot size): residents 2k, 2k+1 come from
+    plane k, those past the last plane from the offsets; pairs exactly brute force's."""
+    planes, overflowing = [], []
+    original_build = hamming_search._Table.build.__func__
+    original_range = hamming_search._BlockSearch._range_near
+
+    def spy_build(cls, *args):
+        table = original_build(cls, *args)
+        planes.append(len(table.planes))
+        return table
+
+    def spy_range(self, ltable, rtable, lpos, first, count):
+        overflowing.append(len(lpos))
+        return original_range(self, ltable, rtable, lpos, first, count)
+
+    monkeypatch.setattr(hamming_search._Table, "build", classmethod(spy_build))
+    monkeypatch.setattr(hamming_search._BlockSearch, "_range_near", spy_range)
+    monkeypatch.setattr(hamming_search, "_MAX_PLANES", 3)  # 6 residents per bucket in planes
+    hashes = clustered(6000, seed=11, cluster_size=12, most_flips=6)
+    for radius in [4, 8]:
+        assert_exact(hashes, radius)
+        assert_exact(np.concatenate([hashes[:3000], uniform(3000, seed=radius)]), radius)
+    assert max(planes) == 3 and sum(overflowing) > 0
+
+
 def test_edge_values():
     edges = np.array([0, 2**64 - 1, 1, 2**63, 2**64 - 2, 0, 2**64 - 1], dtype=np.uint64)
     for radius in [0, 1, 2, 32, 63, 64]:

@@ -32,9 +32,17 @@ popcount(h_i ^ h_j) <= r: exactly the pairs brute force finds, sorted.
 
 Lookups are memory-bound, so the tables are small: a uint8 bucket-size table
 answers most lookups, and the fingerprints (32 bits outside the block, a lower
-bound on the distance) of the first few residents of each bucket sit in one
-row per key, so a hit reads one row instead of offsets and then values; only
-fingerprint matches are verified on the full values.
+bound on the distance) of a bucket's residents 2k and 2k + 1 sit in plane k,
+one uint64 per key, so a hit reads one word instead of offsets and then values,
+and plane k is read only by the lookups whose bucket reaches it: the work
+follows the residents, with no padded lanes (buckets fill up as N grows at a
+fixed block width). Only fingerprint matches are verified on the full values.
+
+Scaling: for r = 8 the cheapest exact plans have 3 blocks of at most 22 bits
+with t = 2 (~360 lookups per value), so the residents compared per value grow
+with N (~140 at 10^6 uniform hashes, ~570 at 4x10^6) while the lookups stay;
+the next plan, 2 blocks of 32 bits, needs ~23,000 lookups per value. The time
+therefore grows faster than N (benchmarks/bench_hamming_search.py prints both).
 
 `find_cross_pairs(left, right, r)` is the bichromatic variant (pairs between
 two sets), used by the Beam transform for split hot buckets.
@@ -59,8 +67,10 @@ _BAND_LANES = 1 << 14
 _RANGE_LANES = 1 << 21
 # Bucket pairs with at least this many members on both sides go to a sub-problem.
 _HOT_BUCKET = 32
-# A bucket resident past its row's slots costs about this many slot lanes.
-_OVERFLOW_COST = 8.0
+# Fingerprint planes per table: enough that at most this share of the residents is
+# left to the (slower) offsets path, and at most _MAX_PLANES (16 residents per bucket).
+_OVERFLOW_SHARE = 0.002
+_MAX_PLANES = 8
 # Bit statistics come from a sample of this many values.
 _SAMPLE = 1 << 16
 # Plans may leave out bits on which two values agree with at least these chances.
@@ -270,19 +280,21 @@ class _Side:
 class _Table:
     """One side sorted by key = (group, block value), indexed densely by key.
 
-    rows[key] holds the fingerprints of the bucket's first `slots` residents
-    (32 bits each, two to a uint64), so a lookup reads one row straight from a
-    table indexed by key, with no offsets in between and no per-candidate
-    expansion; only residents past the row's slots go through the offsets.
+    planes[k][key] holds the fingerprints of the bucket's residents 2k and
+    2k + 1 (32 bits each, two to a uint64), so a lookup reads one word straight
+    from a table indexed by key, with no offsets in between; plane k is read
+    only for the lookups whose bucket has more than 2k residents, so the work
+    follows the residents (no padded lanes), and only residents past the last
+    plane go through the offsets.
     """
 
     order: np.ndarray  # sorted position -> element index
     keys: np.ndarray  # per sorted position
     values: np.ndarray  # per sorted position
-    prints: np.ndarray  # per sorted position: the fingerprint the rows hold
+    twice: np.ndarray  # per sorted position: its fingerprint in both halves of a uint64
     offsets: np.ndarray  # key -> first sorted position; length key_space + 1
     sizes: np.ndarray  # key -> bucket size, uint8 saturating at 255
-    rows: np.ndarray  # (key_space, slots / 2) uint64
+    planes: np.ndarray  # (plane count, key_space) uint64
 
     @classmethod
     def build(cls, side: _Side, block: Block, key_space: int) -> _Table:
@@ -292,18 +304,20 @@ class _Table:
         sizes = np.bincount(keys, minlength=key_space)
         offsets = np.zeros(key_space + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        slots = _slot_count(sizes)
+        plane_count = _plane_count(sizes)
         rank = np.arange(len(keys)) - offsets[keys]
-        in_row = rank < slots
+        in_plane = rank < 2 * plane_count
         prints = _fingerprints(values, block)
-        rows = np.zeros((key_space, slots // 2), dtype=np.uint64)
-        rows.view(np.uint32)[keys[in_row], rank[in_row]] = prints[in_row]
+        planes = np.zeros((plane_count, key_space), dtype=np.uint64)
+        lanes = planes.view(np.uint32).reshape(plane_count, key_space, 2)
+        lanes[rank[in_plane] >> 1, keys[in_plane], rank[in_plane] & 1] = prints[in_plane]
+        twice = prints.astype(np.uint64) * np.uint64(0x1_0000_0001)
         sizes = np.minimum(sizes, 255).astype(np.uint8)
-        return cls(order, keys, values, prints, offsets, sizes, rows)
+        return cls(order, keys, values, twice, offsets, sizes, planes)
 
     @property
     def slots(self) -> int:
-        return 2 * self.rows.shape[1]
+        return 2 * len(self.planes)
 
     def hot_buckets(self) -> np.ndarray:
         return np.diff(self.offsets) >= _HOT_BUCKET
@@ -324,17 +338,16 @@ def _without_block(values: np.ndarray, block: Block) -> np.ndarray:
     return low | high
 
 
-def _slot_count(sizes: np.ndarray) -> int:
-    """Row slots (2, 4 or 8): padded lanes against residents left to the offsets path."""
+def _plane_count(sizes: np.ndarray) -> int:
+    """Planes enough for all but _OVERFLOW_SHARE of the residents (at most _MAX_PLANES)."""
     histogram = np.bincount(sizes)  # buckets per size
     size = np.arange(len(histogram))
-    occupied = histogram[1:].sum()
-
-    def cost(slots: int) -> float:
-        beyond = ((size[slots:] - slots) * histogram[slots:]).sum()
-        return slots * occupied + _OVERFLOW_COST * beyond
-
-    return min((2, 4, 8), key=cost)
+    residents = max(int((size * histogram).sum()), 1)
+    for planes in range(1, _MAX_PLANES):
+        beyond = ((size[2 * planes :] - 2 * planes) * histogram[2 * planes :]).sum()
+        if beyond <= _OVERFLOW_SHARE * residents:
+            return planes
+    return _MAX_PLANES
 
 
 def _join(
@@ -446,49 +459,41 @@ class _BlockSearch:
                 lhot = None if hot_left is None else hot_left[lkeys]
                 for flip in flips:
                     target = lkeys ^ flip
-                    if self.mono and not flip:
-                        yield self._same_bucket_pairs(ltable, lpos, target, lhot, index)
-                        continue
                     size = rtable.sizes[target]
                     wanted = size != 0
                     if lhot is not None:
                         wanted &= ~(lhot & hot_right[target])
                     hit = np.flatnonzero(wanted)
-                    yield self._bucket_pairs(
-                        ltable, rtable, lpos[hit], target[hit], size[hit], index
-                    )
+                    lp, rp = self._bucket_near(ltable, rtable, lpos[hit], target[hit], size[hit])
+                    if self.mono and not flip:  # its own bucket: each pair from one side
+                        later = rp > lp
+                        lp, rp = lp[later], rp[later]
+                    yield self._kept(ltable, rtable, lp, rp, index)
 
-    def _same_bucket_pairs(self, table, lpos, keys, lhot, index):
-        first = lpos + 1  # the later members of its own bucket
-        count = table.offsets[keys + 1] - first
-        if lhot is not None:
-            count[lhot] = 0
-        some = np.flatnonzero(count > 0)
-        near = self._range_near(table, table, lpos[some], first[some], count[some])
-        return self._kept(table, table, *near, index)
-
-    def _bucket_pairs(self, ltable, rtable, lpos, target, size, index):
-        """Pairs of left element k with the residents of bucket target[k] (size[k] of them).
-
-        All slots of a row are compared at once (padding included, dropped after);
-        residents past the row's slots come through the offsets.
-        """
-        slots = rtable.slots
-        twice = ltable.prints[lpos].astype(np.uint64) * np.uint64(0x1_0000_0001)
-        xor = rtable.rows.take(target, axis=0) ^ twice[:, None]
-        near = np.flatnonzero(np.bitwise_count(xor.view(np.uint32)) <= self.radius)
-        row, slot = np.divmod(near, slots)
-        real = slot < size[row]
-        row, slot = row[real], slot[real]
-        found_l, found_r = [lpos[row]], [rtable.offsets[target[row]] + slot]
-        over = np.flatnonzero(size > slots)
+    def _bucket_near(self, ltable, rtable, lpos, target, size):
+        """Pairs of left element k and the residents of bucket target[k] (size[k] of them)
+        whose fingerprints are within the radius: plane by plane, each plane read only for
+        the buckets that reach it; residents past the last plane come through the offsets."""
+        found_l, found_r = [lpos[:0]], [lpos[:0]]
+        twice = ltable.twice[lpos]
+        for plane_index, plane in enumerate(rtable.planes):
+            if plane_index:
+                reach = np.flatnonzero(size > 2 * plane_index)
+                lpos, target, size, twice = lpos[reach], target[reach], size[reach], twice[reach]
+            xor = plane[target] ^ twice
+            near = np.flatnonzero(np.bitwise_count(xor.view(np.uint32)) <= self.radius)
+            row, slot = near >> 1, (near & 1) + 2 * plane_index
+            real = slot < size[row]
+            found_l.append(lpos[row[real]])
+            found_r.append(rtable.offsets[target[row[real]]] + slot[real])
+        over = np.flatnonzero(size > rtable.slots)
         if len(over):
-            first = rtable.offsets[target[over]] + slots
+            first = rtable.offsets[target[over]] + rtable.slots
             count = rtable.offsets[target[over] + 1] - first
             lp, rp = self._range_near(ltable, rtable, lpos[over], first, count)
             found_l.append(lp)
             found_r.append(rp)
-        return self._kept(ltable, rtable, np.concatenate(found_l), np.concatenate(found_r), index)
+        return np.concatenate(found_l), np.concatenate(found_r)
 
     def _range_near(self, ltable, rtable, lpos, first, count):
         """Pairs of left element k and right positions [first[k], first[k] + count[k])

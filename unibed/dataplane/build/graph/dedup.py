@@ -31,7 +31,7 @@ from unibed.schemas.recipe import DedupSpec, ImageSpec
 class Deduplicated(NamedTuple):
     """Deduplicate's outputs."""
 
-    survivors: PCollection  # Meta: the images to write
+    survivors: PCollection  # (label, key): the images to write
     drops: PCollection  # keep_rule.Drop: every image dropped, exclusion images' copies included
 
 
@@ -49,7 +49,7 @@ class Deduplicate(beam.PTransform):
             excluded = metas.pipeline | "Exclusions" >> beam.Create(exclusions)
             metas = (metas, excluded) | "WithExclusions" >> beam.Flatten()
         drops = self._drops(metas)
-        by_key = metas | "MetaByKey" >> beam.Map(keyed)
+        by_key = metas | "SourceAndLabelByKey" >> beam.Map(source_and_label)
         dropped = drops | "DroppedKey" >> beam.Map(dropped_key)
         survivors = (
             {"meta": by_key, "dropped": dropped}
@@ -87,7 +87,7 @@ def read_exclusion_set(location: str, spec: ImageSpec) -> list[Meta]:
                 f"exclusion image {path} cannot be used: {result.reason.value}: {result.detail}"
             )
         key = f"{EXCLUSION}/{path}"
-        metas.append(Meta(key, EXCLUSION, EXCLUSION, path, result.phash, result.sha256,
+        metas.append(Meta(key, EXCLUSION, EXCLUSION, result.phash, result.sha256,
                           keep_rule.preference(True, 0, -1, key), result.probes))
     return metas
 
@@ -100,12 +100,17 @@ def dropped_key(drop: keep_rule.Drop) -> tuple:
     return drop.dropped, None
 
 
-def survivors_of(element) -> list[Meta]:
-    """A key nobody dropped survives, unless it is an exclusion image."""
-    _, grouped = element
+def source_and_label(meta: Meta) -> tuple:
+    """(key, (source, label)): all the survivors' join needs (not the whole Meta)."""
+    return meta.key, (meta.source, meta.label)
+
+
+def survivors_of(element) -> list[tuple[str, str]]:
+    """A key nobody dropped survives, as (label, key), unless it is an exclusion image."""
+    key, grouped = element
     if grouped["dropped"]:
         return []
-    return [m for m in grouped["meta"] if m.source != EXCLUSION]
+    return [(label, key) for source, label in grouped["meta"] if source != EXCLUSION]
 
 
 # --- identical hashes -----------------------------------------------------------------

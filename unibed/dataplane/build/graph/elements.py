@@ -1,5 +1,10 @@
 """What flows between the build's stages: an image that decoded (Candidate)
-and its metadata without the bytes (Meta), on which every decision is taken."""
+and its metadata without the bytes (Meta), on which every decision is taken.
+
+Every field of a record in a shuffle is held by the local runner for every
+image until the stage that reads it runs, so the records carry only what
+their readers need: Meta has no location (only ResolveKeys needs it, and gets
+it beside the Meta), and the split join gets a WriteInput, not the Candidate."""
 
 from __future__ import annotations
 
@@ -30,9 +35,12 @@ class Candidate:
 
     def meta(self) -> Meta:
         return Meta(
-            self.key, self.source, str(self.label), self.where, self.phash, self.sha256,
+            self.key, self.source, str(self.label), self.phash, self.sha256,
             self.preference, self.probes,
         )
+
+    def write_input(self) -> WriteInput:
+        return (self.where, self.source, self.label, self.payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +48,15 @@ class Meta:
     key: str
     source: str
     label: str  # unified id as text, or "exclusion"
-    where: str
     phash: int
     sha256: str
     preference: tuple
     probes: tuple[tuple[str, int], ...] = ()  # (kind, hash): images.robust_hashes
+
+
+# What the split join needs of a candidate: (where, source, label, payload). A plain
+# tuple: Beam encodes it field by field, a dataclass would be pickled with its class name.
+WriteInput = tuple[str, str, int, PayloadRef]
 
 
 def keyed(meta: Meta) -> tuple[str, Meta]:

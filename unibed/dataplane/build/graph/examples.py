@@ -58,7 +58,8 @@ class JoinSplits(beam.PTransform):
 
 
 def keyed_candidate(candidate: Candidate) -> tuple:
-    return candidate.key, candidate
+    """(key, WriteInput): only what ToRecord needs crosses the split join."""
+    return candidate.key, candidate.write_input()
 
 
 def as_present(key_and_where: tuple) -> tuple:
@@ -75,10 +76,12 @@ class ToRecord(beam.DoFn):
         key, grouped = element
         splits = list(grouped["split"])
         if splits:  # no split: dropped as a duplicate, or an exclusion image
-            (candidate,) = [c for c in grouped["candidate"] if (key, c.where) not in losing_inputs]
+            ((_, source, label, payload),) = [
+                c for c in grouped["candidate"] if (key, c[0]) not in losing_inputs
+            ]
             self._written.inc()
-            yield TaggedOutput("written", Written(splits[0], candidate.source, candidate.label))
-            yield Record(splits[0], candidate.key, candidate.payload)
+            yield TaggedOutput("written", Written(splits[0], source, label))
+            yield Record(splits[0], key, payload)
 
 
 def example_values(candidate: Candidate, jpeg: bytes) -> dict:

@@ -45,7 +45,8 @@ class ResolveKeys(beam.PTransform):
 
 
 def keyed_meta(candidate: Candidate) -> tuple:
-    return candidate.key, candidate.meta()
+    """(key, (where, Meta)): the location travels beside the Meta, for this join only."""
+    return candidate.key, (candidate.where, candidate.meta())
 
 
 def key_only(key: str) -> tuple:
@@ -61,16 +62,16 @@ def resolve_key(element):
     a wanted key nobody read is MISSING_IMAGE."""
     key, grouped = element
     source, _, image_id = key.partition("/")
-    metas = sorted(grouped["meta"], key=lambda m: m.where)
+    located = sorted(grouped["meta"], key=lambda where_meta: where_meta[0])
     # no meta but rejected earlier: reported there already
-    if not metas and grouped["wanted"] and not grouped["seen"]:
+    if not located and grouped["wanted"] and not grouped["seen"]:
         detail = "listed in the metadata but no such image in the data"
         missing = Rejection(source, image_id, RejectReason.MISSING_IMAGE, detail, source)
         yield TaggedOutput("rejected", missing)
-    if metas:
-        yield metas[0]
-    for extra in metas[1:]:
-        detail = f"also read from {metas[0].where}, which wins"
-        duplicate = Rejection(source, image_id, RejectReason.DUPLICATE_ID, detail, extra.where)
+    if located:
+        yield located[0][1]
+    for extra_where, _ in located[1:]:
+        detail = f"also read from {located[0][0]}, which wins"
+        duplicate = Rejection(source, image_id, RejectReason.DUPLICATE_ID, detail, extra_where)
         yield TaggedOutput("rejected", duplicate)
-        yield TaggedOutput("losing_input", (key, extra.where))
+        yield TaggedOutput("losing_input", (key, extra_where))

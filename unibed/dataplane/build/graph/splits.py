@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from unibed.dataplane.build.graph.elements import Meta
 from unibed.dataplane.build.retrieval_split import RetrievalRoles, roles_of_class
 from unibed.dataplane.build.split import split_class
 from unibed.schemas.recipe import SplitSpec
 
 
 class AssignSplits(beam.PTransform):
-    """Meta -> (key, split) for every surviving image."""
+    """(label, key) -> (key, split) for every surviving image."""
 
     def __init__(self, spec: SplitSpec, roles: RetrievalRoles | None = None):
         super().__init__()
@@ -23,14 +22,9 @@ class AssignSplits(beam.PTransform):
     def expand(self, survivors):
         return (
             survivors
-            | "ByClass" >> beam.Map(label_and_key)
             | "Classes" >> beam.GroupByKey()
             | "Split" >> beam.FlatMap(split_of_class, self._spec.validation_fraction, self._spec.salt, self._roles)
         )
-
-
-def label_and_key(meta: Meta) -> tuple:
-    return meta.label, meta.key
 
 
 def split_of_class(element, fraction: float, salt: str, roles: RetrievalRoles | None = None):
