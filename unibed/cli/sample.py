@@ -13,6 +13,9 @@ def add_sample_parsers(sub) -> None:
     p = sub.add_parser("sample", help="write a generated sample of the three datasets in their published layouts")
     p.add_argument("--out", default=DEFAULT_SAMPLE, help="folder or gs:// URL (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extended", action="store_true",
+                   help="also write Stanford Online Products, Food-101 and Shopee (sop/, food101/, shopee/; "
+                        "recipes/sample-extended.yaml builds them)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("inspect", help="read sources through the readers and summarise them")
@@ -33,6 +36,13 @@ def cmd_sample(args) -> int:
     for source, counts in sorted(truth["counts"].items()):
         print(f"  {source:12s} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     print(f"  ground truth: {args.out}/ground_truth.json")
+    if args.extended:
+        from unibed.sample.extras import TRUTH_FILE, ExtrasConfig, generate_extras
+
+        extras = generate_extras(args.out, config=ExtrasConfig(seed=args.seed))
+        for source, counts in extras["counts"].items():
+            print(f"  {source:12s} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        print(f"  ground truth of the extras: {args.out}/{TRUTH_FILE}")
     return 0
 
 
