@@ -61,7 +61,8 @@ def test_imagefolder_flat_and_split(tmp_path):
     _write(flat, "README.txt", b"not an image, not an input")
     _write(flat, "cat/.DS_Store", b"x")
     os.makedirs(os.path.join(flat, "cat"), exist_ok=True)
-    open(os.path.join(os.fsencode(flat), b"dog", b"caf\xe9.jpg"), "wb").write(JPEG)
+    with open(os.path.join(os.fsencode(flat), b"dog", b"caf\xe9.jpg"), "wb") as f:
+        f.write(JPEG)
     index = open_index("pets", flat, reader="imagefolder")
     assert (index.layout, index.reader, sorted(index.classes)) == ("flat", "imagefolder", ["cat", "dog"])
     images, rejected = _split(list(iter_source(index)))

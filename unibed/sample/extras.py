@@ -3,8 +3,8 @@ Food-101 (`food101/`) and Shopee (`shopee/`) in their published layouts
 (docs/layouts.md), beside a default sample, with planted problems:
 
 - duplicates across sources: a Shopee image byte-identical to a Products-10K
-  one, a Food-101 image that is an ImageNet one re-encoded at q60 (near), an
-  SOP image byte-identical to a Shopee one (new vs new);
+  one, a Food-101 image that is another Products-10K one re-encoded at q60
+  (near), an SOP image byte-identical to a Shopee one (new vs new);
 - metadata problems: two Shopee postings sharing one image file (the second
   row DUPLICATE_ID, as on Kaggle), a Shopee row whose image is missing, an
   SOP row with too few fields (MALFORMED_ROW) and one with a `..` path

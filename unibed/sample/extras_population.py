@@ -66,16 +66,15 @@ class Extras:
         return [im for im in self.inputs if im.source == source]
 
 
-def _base_original(base: dict, base_root: str, source: str) -> tuple[str, bytes]:
-    """(key, bytes) of the first plain image of a default-sample source: kept by its build."""
-    entry = next(e for e in base["images"] if e["source"] == source and e["expected"] == "ok"
-                 and e["quirk"] is None and e["duplicate_group"] is None and e["split"] == "train")
-    if source == "imagenet":
-        path = storage.join(base_root, "imagenet", "ILSVRC", "Data", "CLS-LOC", "train", entry["label"],
-                            f"{entry['image_id']}.JPEG")
-    else:
-        path = storage.join(base_root, source, "train", entry["image_id"])
-    return f"{source}/{entry['image_id']}", storage.read_bytes(path)
+def _base_originals(base: dict, base_root: str, count: int) -> list[tuple[str, bytes]]:
+    """(key, bytes) of the first plain Products-10K images of the default sample
+    (kept by its build). One seed source is enough to plant new-vs-old copies,
+    and lets a test build the new sources beside it alone."""
+    entries = [e for e in base["images"] if e["source"] == "products10k" and e["expected"] == "ok"
+               and e["quirk"] is None and e["duplicate_group"] is None and e["split"] == "train"]
+    return [(f"products10k/{e['image_id']}", storage.read_bytes(storage.join(base_root, "products10k", "train",
+                                                                              e["image_id"])))
+            for e in entries[:count]]
 
 
 def _paint(painter: Painter, renderer: str, styles: list, labels: list[str], per_class: int, prefix: str):
@@ -111,7 +110,7 @@ def _sop(extras: Extras, config: ExtrasConfig, painter: Painter) -> None:
     ]
 
 
-def _food(extras: Extras, config: ExtrasConfig, painter: Painter, imagenet: tuple[str, bytes]) -> None:
+def _food(extras: Extras, config: ExtrasConfig, painter: Painter, original: tuple[str, bytes]) -> None:
     styles = object_styles(rng_for(config.seed, "imagenet", "styles"), 8 + config.food_classes)[8:]
     foods = FOODS[: config.food_classes]
     per_class = config.food_train_per_class + config.food_test_per_class + 1  # + 1 unlabelled
@@ -126,13 +125,13 @@ def _food(extras: Extras, config: ExtrasConfig, painter: Painter, imagenet: tupl
             image.expected, image.reject_reason = "reject", "unlabelled_image"
         extras.inputs.append(image)
     extras.class_names["food101"] = dict(foods)
-    # a near copy of an ImageNet image among the first class's train images
-    near = encode_jpeg(decode_rgb(imagenet[1]), quality=60)
-    if distance(hashes_of(near)[0], hashes_of(imagenet[1])[0]) > NEAR_DUPLICATE_MAX_DISTANCE:
-        raise RuntimeError("the re-encoded ImageNet copy is not a near duplicate")
+    # a near copy (re-encoded at q60) of a Products-10K image among the first class's train images
+    near = encode_jpeg(decode_rgb(original[1]), quality=60)
+    if distance(hashes_of(near)[0], hashes_of(original[1])[0]) > NEAR_DUPLICATE_MAX_DISTANCE:
+        raise RuntimeError("the re-encoded copy is not a near duplicate")
     copy = extras.of("food101")[0]
     copy.data = near
-    _plant(extras, "near", imagenet[0], copy, "near")
+    _plant(extras, "near", original[0], copy, "near")
 
 
 def _shopee(extras: Extras, config: ExtrasConfig, painter: Painter, products: tuple[str, bytes]) -> None:
@@ -166,9 +165,10 @@ def _replace_data(image: ExtraImage, data: bytes) -> ExtraImage:
 
 def populate_extras(config: ExtrasConfig, base: dict, base_root: str) -> Extras:
     extras, painter = Extras(), Painter(config.seed, PerceptualSpacing())
+    near_original, exact_original = _base_originals(base, base_root, 2)
     _sop(extras, config, painter)
-    _food(extras, config, painter, _base_original(base, base_root, "imagenet"))
-    _shopee(extras, config, painter, _base_original(base, base_root, "products10k"))
+    _food(extras, config, painter, near_original)
+    _shopee(extras, config, painter, exact_original)
     # an SOP image that a Shopee seller uploaded again: new source against new source
     original = next(im for im in extras.of("sop") if im.split == "train" and im.data)
     copy = next(im for im in extras.of("shopee") if im.expected == "ok" and im.data and im.row and
