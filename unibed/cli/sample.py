@@ -36,7 +36,7 @@ def cmd_sample(args) -> int:
     for source, counts in sorted(truth["counts"].items()):
         print(f"  {source:12s} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     print(f"  ground truth: {args.out}/ground_truth.json")
-    if args.extended:
+    if getattr(args, "extended", False):  # `unibed demo` passes a Namespace of its own
         from unibed.sample.extras import TRUTH_FILE, ExtrasConfig, generate_extras
 
         extras = generate_extras(args.out, config=ExtrasConfig(seed=args.seed))
