@@ -209,3 +209,28 @@ def test_a_recipe_names_a_generic_reader_and_its_block():
                                                             "header": False}}, "inside the source")):
         with pytest.raises(Exception, match=message):
             parse_recipe({**base, "sources": [{"name": "my_shop", "location": "x", **bad}]})
+
+
+def test_generic_readers_read_gs_urls(gcs_emulator, tmp_path):
+    """The same layouts from gs:// (a real local GCS server): every read goes through storage.py."""
+    from gcs_emulator import upload_tree
+
+    local = tmp_path / "generic"
+    os.makedirs(local / "web")
+    _webdataset(str(local / "web"))
+    _parquet(str(local / "hf"))
+    for rel in ("cat/1.jpg", "dog/2.jpg"):
+        _write(str(local / "folder"), rel)
+    gcs_emulator.create_bucket("unibed-generic")
+    remote = upload_tree(str(local), "gs://unibed-generic/generic")
+    for source, reader, options, expected in (
+        ("web", "webdataset", None, {"000/k1", "000/k2", "000/k6", "001/k9"}),
+        ("hf", "parquet", ParquetSpec(id_column="id"), {"a", "b"}),
+        ("folder", "imagefolder", None, {"cat/1.jpg", "dog/2.jpg"}),
+    ):
+        index = open_index(source, f"{remote}/{source}", reader=reader, options=options)
+        images, _ = _split(list(iter_source(index)))
+        assert set(images) == expected, source
+        image = next(iter(images.values()))
+        assert image.record.location.uri.startswith("gs://unibed-generic/")
+        assert read_location(image.record.location, index) == image.data
