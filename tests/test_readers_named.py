@@ -55,3 +55,27 @@ def test_named_sources_say_where_each_problem_is(extended_root):
     assert rejected["duplicate_id"].where.endswith("train.csv:11")
     assert rejected["unlabelled_image"].where.startswith(os.path.join(extended_root, "food101", "images"))
     assert rejected["missing_image"].image_id.startswith("train_images/")
+
+
+def test_inspect_shows_the_named_sources_like_the_seeds(extended_root, truth, tmp_path, capsys):
+    import argparse
+
+    import yaml
+
+    from unibed.cli.sample import cmd_inspect
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "recipes", "sample-extended.yaml")) as f:
+        recipe = yaml.safe_load(f)
+    recipe["sources"] = [dict(s, location=os.path.join(extended_root, s["name"]))
+                         for s in recipe["sources"] if s["name"] in EXTRA_SOURCES]
+    path = tmp_path / "extended.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert cmd_inspect(argparse.Namespace(recipe=str(path), source=None, all_layouts=True, json=True)) == 0
+    summaries = {s["source"]: s for s in json.loads(capsys.readouterr().out)}
+    assert list(summaries) == list(EXTRA_SOURCES)
+    for source in EXTRA_SOURCES:
+        counts = truth["counts"][source]
+        assert summaries[source]["layout"] == "files"
+        # inspect reads every split: Food-101's test images are inputs here
+        assert summaries[source]["inputs"] == counts["inputs"] + counts["not_selected"], source
