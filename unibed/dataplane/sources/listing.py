@@ -214,29 +214,38 @@ def _zip_units(source: str, zip_path: str, listing: Listing, rejections: list[Re
         archive, bad_names = open_zip(raw, zip_path)
         with archive:
             infos = archive.infolist()  # the central directory only
-    members: list[str] = []
+    members: dict[str, None] = {}  # listed, safe members in zip order
     for info in infos:
-        member, where = info.filename, f"{zip_path}!{info.filename}"
-        if info.is_dir() or not is_image_name(member):
+        if info.is_dir() or not is_image_name(info.filename):
             continue
-        if member in bad_names:
-            detail = f"member name is flagged UTF-8 but is not valid UTF-8: '{bad_names[member]}'"
-            rejections.append(Rejection(source, "", RejectReason.MALFORMED_NAME, detail,
-                                        f"{zip_path}!{bad_names[member]}"))
-        elif unsafe := unsafe_member_reason(member):
-            rejections.append(Rejection(source, member, RejectReason.UNSAFE_MEMBER_PATH, unsafe, where))
-        elif member not in listing.labels:
-            rejections.append(_unlabelled(source, member, where))
+        problem = _zip_member_problem(source, zip_path, info.filename, bad_names, listing, members)
+        if problem:
+            rejections.append(problem)
         else:
-            members.append(member)
-    # a name twice in the central directory: the first wins
-    first = dict.fromkeys(members)
-    rejections += [Rejection(source, m, RejectReason.DUPLICATE_ID, f"{m} is in the zip again; the first wins",
-                             f"{zip_path}!{m}") for m, n in Counter(members).items() for _ in range(n - 1)]
-    return [ReadUnit(source, "zip_members", zip_path, items=batch) for batch in batched(list(first), FILES_PER_UNIT)]
+            members[info.filename] = None
+    return [ReadUnit(source, "zip_members", zip_path, items=batch) for batch in batched(list(members), FILES_PER_UNIT)]
+
+
+def _zip_member_problem(
+    source: str, zip_path: str, member: str, bad_names: dict[str, str], listing: Listing, taken: dict
+) -> Rejection | None:
+    """Why a zip member is no image to read, or None for a listed one seen first."""
+    where = f"{zip_path}!{member}"
+    if member in bad_names:  # flagged UTF-8 but not: the bytes escaped
+        detail = f"member name is flagged UTF-8 but is not valid UTF-8: '{bad_names[member]}'"
+        return Rejection(source, "", RejectReason.MALFORMED_NAME, detail, f"{zip_path}!{bad_names[member]}")
+    if unsafe := unsafe_member_reason(member):
+        return Rejection(source, member, RejectReason.UNSAFE_MEMBER_PATH, unsafe, where)
+    if member not in listing.labels:
+        return _unlabelled(source, member, where)
+    if member in taken:
+        return Rejection(source, member, RejectReason.DUPLICATE_ID, f"{member} is in the zip again; the first wins",
+                         where)
+    return None
 
 
 def _tar_units(source: str, tar_path: str, listing: Listing, rejections: list[Rejection]) -> list[ReadUnit]:
+    """One unit: a tar streams front to back (its members are matched while reading)."""
     return [ReadUnit(source, "tar", tar_path)]
 
 
