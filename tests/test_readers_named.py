@@ -79,3 +79,19 @@ def test_inspect_shows_the_named_sources_like_the_seeds(extended_root, truth, tm
         assert summaries[source]["layout"] == "files"
         # inspect reads every split: Food-101's test images are inputs here
         assert summaries[source]["inputs"] == counts["inputs"] + counts["not_selected"], source
+
+
+def test_the_extras_are_byte_identical_for_the_same_seed(sample_root, extended_root, tmp_path):
+    from unibed.sample.extras import generate_extras
+
+    generate_extras(str(tmp_path), base_root=sample_root)
+
+    def files(root):
+        out = {}
+        for folder, _, names in os.walk(root):
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as f:
+                    out[os.path.relpath(os.path.join(folder, name), root)] = f.read()
+        return out
+
+    assert files(str(tmp_path)) == files(extended_root)
