@@ -20,7 +20,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from unibed.schemas.source_record import SOURCE_NAME  # noqa: F401 - the recipe checks names with it
 
@@ -43,8 +52,16 @@ def _relative_path(value: str) -> str:
 
 
 RelativePath = Annotated[str, AfterValidator(_relative_path)]
+def _not_a_boolean(value):
+    """YAML reads yes/no/on/off as booleans, and pydantic would take true for column 1."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("column_type", "must be a column name or a 0-based position, got the "
+                                  "boolean {value}", {"value": str(value).lower()})
+    return value
+
+
 # a column: its name when the file has a header, else its 0-based position
-Column = str | Annotated[int, Field(ge=0)]
+Column = Annotated[str | Annotated[int, Field(ge=0)], BeforeValidator(_not_a_boolean)]
 
 
 class _Strict(BaseModel):
