@@ -14,7 +14,9 @@ Bad metadata policy (docs/layouts.md), one row being one input:
   SourceLayoutError naming the file;
 - a label that is no string or integer, or over 200 characters; an id that is
   empty -> MALFORMED_ROW at `file:row N` (the row's image is that input);
-- a null label -> UNLABELLED_IMAGE; a null or empty image -> MISSING_IMAGE;
+- a null label -> UNLABELLED_IMAGE; a null or empty image -> MISSING_IMAGE
+  (read_unit yields nothing for it, so the listing's check reports it, as for
+  a listed file that is not there);
 - an id listed twice -> the first row wins, later rows DUPLICATE_ID;
 - an image over max_input_bytes -> TOO_LARGE (a row group is read whole:
   Parquet compresses a column chunk as one, so img2dataset and Hugging Face
@@ -104,8 +106,10 @@ def _image(unit: ReadUnit, index: SourceIndex, image_id: str, cell, at: tuple[in
     data = cell.get("bytes") if isinstance(cell, dict) else cell
     where = f"{unit.uri}:row group {at[0]} row {at[1]}"
     if not data:
-        yield Rejection(unit.source, image_id, RejectReason.MISSING_IMAGE, "the row's image is null or empty", where)
-    elif len(data) > max_bytes:
+        # no image: like a listed file that is not there, yield nothing; iter_source (and the
+        # build's ResolveKeys) report the listed id as MISSING_IMAGE, counted once
+        return
+    if len(data) > max_bytes:
         detail = f"image is {len(data)} bytes, more than max_input_bytes ({max_bytes})"
         yield Rejection(unit.source, image_id, RejectReason.TOO_LARGE, detail, where)
     else:
