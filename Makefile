@@ -39,6 +39,7 @@ bench: setup
 	.venv/bin/python -m benchmarks.bench_hamming_search
 	.venv/bin/python -m benchmarks.bench_dedup_threshold
 	.venv/bin/python -m benchmarks.bench_csv_rows
+	.venv/bin/python -m benchmarks.bench_generic_readers
 	.venv/bin/python -m benchmarks.bench_build
 	.venv/bin/python -m benchmarks.bench_fetch
 	.venv/bin/python -m benchmarks.bench_input_pipeline

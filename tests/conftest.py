@@ -47,6 +47,18 @@ def ground_truth(sample_root) -> dict:
 
 
 @pytest.fixture(scope="session")
+def extended_root(sample_root, tmp_path_factory) -> str:
+    """The extended sample's extra sources (sop/, food101/, shopee/ and
+    ground_truth_extended.json) beside the default sample, which stays as it is:
+    their planted duplicates copy images of `sample_root`."""
+    from unibed.sample.extras import generate_extras
+
+    root = str(tmp_path_factory.mktemp("sample-extras"))
+    generate_extras(root, base_root=sample_root)
+    return root
+
+
+@pytest.fixture(scope="session")
 def sample_build(sample_root, tmp_path_factory):
     """The sample built once per session with the sample recipe (a BuildResult:
     `.output` is the folder holding manifest.json and the shards)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from unibed.dataplane.build.launcher import plan_build
@@ -93,3 +95,42 @@ def test_reference_eval_recipe_keeps_the_17691_classes_and_holds_out_landmarks_b
     counts = _clean_counts(plan)
     assert min(counts[c] for c in trained) >= max(counts[c] for c in held)  # beyond the top 7,000
     assert set(gldv2.heldout.images.values()) == held
+def _extras_metadata(root: str) -> None:
+    """The listings of SOP, Food-101 and Shopee with their published class
+    counts (one image per class, no image files: a plan reads metadata only)."""
+    def write(rel: str, lines: list[str]) -> None:
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        with open(os.path.join(root, rel), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    header = "image_id class_id super_class_id path"
+    write("sop/Ebay_train.txt", [header] + [f"{c} {c} 1 bicycle_final/{c}_0.JPG" for c in range(1, 11319)])
+    write("sop/Ebay_test.txt", [header] + [f"{c} {c} 1 bicycle_final/{c}_0.JPG" for c in range(11319, 22635)])
+    foods = [f"food_{i:03d}" for i in range(101)]
+    write("food101/meta/train.txt", [f"{food}/{i}" for i, food in enumerate(foods)])
+    write("food101/meta/test.txt", [f"{foods[0]}/999"])
+    write("food101/meta/classes.txt", foods)
+    write("food101/meta/labels.txt", [food.replace("_", " ").capitalize() for food in foods])
+    write("shopee/train.csv", ["posting_id,image,image_phash,title,label_group"]
+          + [f"train_{g},{g:032x}.jpg,{g:016x},item {g},{1000 + g}" for g in range(11014)])
+
+
+def test_guie_extended_keeps_the_reference_ids_and_appends_the_extras(plan, tmp_path):
+    from unibed.dataplane.build.launcher import BuildPlan
+    from unibed.dataplane.build.selection import select
+    from unibed.dataplane.sources import open_source
+
+    _extras_metadata(str(tmp_path))
+    extras = ("sop", "food101", "shopee")
+    recipe = load_recipe("recipes/guie-extended.yaml").with_source_locations(
+        {**{s: plan.recipe.source(s).location for s in ("imagenet", "products10k", "gldv2")},
+         **{s: str(tmp_path / s) for s in extras}})
+    indexes = {**plan.indexes, **{s: open_source(recipe.source(s)) for s in extras}}
+    selections, label_map = select(recipe, indexes)  # checks expect_classes per source and in total
+    assert label_map.num_classes == 51440
+    assert label_map.ranges() == {"imagenet": (0, 999), "products10k": (1000, 10690), "gldv2": (10691, 17690),
+                                  "sop": (17691, 40324), "food101": (40325, 40425), "shopee": (40426, 51439)}
+    assert label_map.entries[:17691] == plan.label_map.entries  # the reference ids, unchanged
+    assert label_map.entries[40325].name == "Food 000"
+    text = format_plan(describe_plan(BuildPlan(recipe, indexes, selections, label_map)))
+    assert "51440 classes" in text and "17691-40324" in text and "40426-51439" in text

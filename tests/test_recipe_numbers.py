@@ -9,7 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 from unibed.schemas.errors import SchemaError
-from unibed.schemas.recipe import Recipe, parse_recipe, recipe_from_text
+from unibed.schemas.reader_specs import ListingSpec
+from unibed.schemas.recipe import Recipe, SourceSpec, parse_recipe, recipe_from_text
 
 SAMPLE = "recipes/sample.yaml"
 
@@ -78,14 +79,25 @@ def number_fields(model: type[BaseModel], path: tuple = ()) -> list[tuple]:
     return paths
 
 
+def _with_every_block(text: str) -> dict:
+    """The recipe with a listing source first, so that every optional block's
+    fields (the listing's column positions) are there to spoil."""
+    data = recipe_from_text(text, where=SAMPLE).to_dict()
+    listing = ListingSpec(files={"train": "l.txt"}, header=False, path_column=0, label_column=1, name_column=2)
+    data["sources"].insert(0, SourceSpec(name="mine", reader="listing", location="x",
+                                         listing=listing).model_dump(mode="json"))
+    return data
+
+
 def test_every_number_field_of_every_recipe_model_refuses_a_boolean():
     fields = number_fields(Recipe)
     assert ("image", "shorter_side") in fields and ("sources", 0, "classes", "k") in fields
+    assert ("sources", 0, "listing", "path_column") in fields
     assert len(fields) >= 14
     with open("recipes/sample-eval.yaml") as f:  # the sample recipe with every section, evaluation too
         every_section = f.read()
     for path in fields:
-        data = recipe_from_text(every_section, where=SAMPLE).to_dict()
+        data = _with_every_block(every_section)
         parent = data
         for key in path[:-1]:
             parent = parent[key]

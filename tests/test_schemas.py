@@ -14,7 +14,8 @@ from unibed.schemas.manifest import Manifest
 from unibed.schemas.recipe import parse_recipe
 from unibed.schemas.source_record import Location, LocationKind, Rejection, SourceRecord
 
-RECIPES = ("recipes/reference.yaml", "recipes/sample.yaml", "recipes/reference-eval.yaml", "recipes/sample-eval.yaml")
+RECIPES = ("recipes/reference.yaml", "recipes/sample.yaml", "recipes/reference-eval.yaml", "recipes/sample-eval.yaml",
+           "recipes/guie-extended.yaml", "recipes/sample-extended.yaml")
 
 
 def _recipe(**changes) -> dict:
@@ -30,7 +31,8 @@ def _recipe(**changes) -> dict:
 @pytest.mark.parametrize("path", RECIPES)
 def test_shipped_recipes_are_valid(path):
     recipe = load_recipe(path)
-    assert [s.name for s in recipe.sources] == ["imagenet", "products10k", "gldv2"]
+    # the seed sources first, in the reference's order: their ids are the reference's
+    assert [s.name for s in recipe.sources][:3] == ["imagenet", "products10k", "gldv2"]
 
 
 def test_reference_recipe_describes_the_17691_class_space():
@@ -46,7 +48,8 @@ def test_reference_recipe_describes_the_17691_class_space():
     "changes, message",
     [
         ({"sources": []}, "sources"),
-        ({"sources": [{"name": "openimages", "location": "x"}]}, "sources.0.name"),
+        ({"sources": [{"name": "openimages", "location": "x"}]}, "sources.0: Value error, source 'openimages' needs `reader:`"),
+        ({"sources": [{"name": "Open/Images", "location": "x"}]}, "sources.0.name"),
         ({"sources": [{"name": "imagenet", "location": "s3://b/x"}]}, "gs://"),
         ({"sources": [{"name": "gldv2", "location": "x", "classes": {"mode": "top_k"}}]}, "needs k"),
         ({"split": {"validation_fraction": 1.5}}, "split.validation_fraction"),
@@ -91,8 +94,8 @@ def test_source_record_and_location_validate():
         Location(LocationKind.TAR_MEMBER, "a.tar", ("x.jpg",))
     with pytest.raises(SchemaError, match="member"):
         Location(LocationKind.ZIP_MEMBER, "a.zip")
-    with pytest.raises(SchemaError, match="unknown source"):
-        SourceRecord("flickr", "1", "a", Location(LocationKind.FILE, "a.jpg"))
+    with pytest.raises(SchemaError, match="bad source name"):
+        SourceRecord("flickr/x", "1", "a", Location(LocationKind.FILE, "a.jpg"))
     assert Rejection("gldv2", "x", "missing_image").reason.value == "missing_image"
     with pytest.raises(ValueError):
         Rejection("gldv2", "x", "lost")

@@ -13,6 +13,9 @@ def add_sample_parsers(sub) -> None:
     p = sub.add_parser("sample", help="write a generated sample of the three datasets in their published layouts")
     p.add_argument("--out", default=DEFAULT_SAMPLE, help="folder or gs:// URL (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extended", action="store_true",
+                   help="also write Stanford Online Products, Food-101 and Shopee (sop/, food101/, shopee/; "
+                        "recipes/sample-extended.yaml builds them)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("inspect", help="read sources through the readers and summarise them")
@@ -33,32 +36,45 @@ def cmd_sample(args) -> int:
     for source, counts in sorted(truth["counts"].items()):
         print(f"  {source:12s} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     print(f"  ground truth: {args.out}/ground_truth.json")
+    if getattr(args, "extended", False):  # `unibed demo` passes a Namespace of its own
+        from unibed.sample.extras import TRUTH_FILE, ExtrasConfig, generate_extras
+
+        extras = generate_extras(args.out, config=ExtrasConfig(seed=args.seed))
+        for source, counts in extras["counts"].items():
+            print(f"  {source:12s} " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        print(f"  ground truth of the extras: {args.out}/{TRUTH_FILE}")
     return 0
 
 
-def _sources_to_read(args) -> list[tuple[str, str, str | None]]:
-    """(source, root, layout) triples from --recipe or --source NAME=ROOT[@LAYOUT]."""
+def _sources_to_read(args) -> list:
+    """The recipe's sources (SourceSpec), or --source NAME=ROOT[@LAYOUT] ones
+    (NAME a reader's name: imagenet, products10k, gldv2, sop, food101, shopee, ...)."""
+    from unibed.schemas.recipe import SourceSpec
+
     if args.source:
         out = []
         for spec in args.source:
             name, _, rest = spec.partition("=")
             root, _, layout = rest.partition("@")
-            out.append((name, root, layout or None))
+            out.append(SourceSpec(name=name, location=root, layout=layout or None))
         return out
     from unibed.dataplane.recipes import load_recipe
 
-    recipe = load_recipe(args.recipe)
-    return [(s.name, s.location, s.layout) for s in recipe.sources]
+    return list(load_recipe(args.recipe).sources)
 
 
 def cmd_inspect(args) -> int:
     from unibed.dataplane import sources
     from unibed.dataplane.sources.summary import format_table, summarise
+    from unibed.schemas.reader_specs import SEED_READERS
 
     summaries = []
-    for name, root, layout in _sources_to_read(args):
-        layouts = sources.READERS[name].LAYOUTS if args.all_layouts and layout is None else (layout,)
-        summaries += [summarise(name, root, lay) for lay in layouts]
+    for spec in _sources_to_read(args):
+        # a generic reader's layout follows its recipe block: only the seeds have several to try
+        every = args.all_layouts and spec.layout is None and spec.reader_name in SEED_READERS
+        layouts = sources.READERS[spec.reader_name].LAYOUTS if every else (spec.layout,)
+        summaries += [summarise(spec.name, spec.location, lay, spec.reader_name, spec.reader_options())
+                      for lay in layouts]
     if args.json:
         print(json.dumps([s.to_dict() for s in summaries], indent=2))
     else:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from unibed.dataplane import storage
 from unibed.dataplane.build.accounting import COLUMNS, accounting_rows
 from unibed.dataplane.build.reports import read_duplicates_report
-from unibed.dataplane.sources import find_images, open_index
+from unibed.dataplane.sources import find_images, open_source
 from unibed.retrieval.images import decode_untrusted, thumbnail_jpeg
 from unibed.schemas.manifest import Manifest
 
@@ -90,7 +90,7 @@ class SourceThumbnails:
                     continue
                 pending = set(keys)
                 try:
-                    index = open_index(source, where, specs[source].layout)
+                    index = open_source(specs[source])
                     for item in find_images(index, keys):
                         pending.discard(item.record.key)
                         try:

@@ -40,7 +40,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(ENCODED, "bytes", "JPEG bytes, 3 channels (RGB), baseline"),
     Feature(LABEL, "int64", "unified class id, 0 <= id < num_classes (see label_map.csv)"),
     Feature(IMAGE_ID, "bytes", "globally unique image key 'source/source_image_id'"),
-    Feature(SOURCE, "bytes", "source dataset: imagenet | products10k | gldv2"),
+    Feature(SOURCE, "bytes", "source dataset: the recipe's source name (imagenet, products10k, gldv2, sop, ...)"),
     Feature(SOURCE_LABEL, "bytes", "the label in the source's own terms (wnid, SKU, landmark)"),
     Feature(HEIGHT, "int64", "height of the encoded image in pixels"),
     Feature(WIDTH, "int64", "width of the encoded image in pixels"),

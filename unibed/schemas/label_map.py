@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 
 from unibed.schemas.errors import SchemaError
-from unibed.schemas.source_record import SOURCES
+from unibed.schemas.source_record import SOURCE_NAME
 
 HEADER = ("unified_id", "source", "source_label", "name")
 
@@ -38,8 +38,8 @@ class LabelMap:
         for i, e in enumerate(self.entries):
             if e.unified_id != i:
                 raise SchemaError(f"label map ids must be 0..N-1 in order; row {i} has id {e.unified_id}")
-            if e.source not in SOURCES:
-                raise SchemaError(f"label map id {i}: unknown source {e.source!r}")
+            if not SOURCE_NAME.match(e.source):
+                raise SchemaError(f"label map id {i}: bad source name {e.source!r}")
             if not e.source_label:
                 raise SchemaError(f"label map id {i}: empty source label")
             if (e.source, e.source_label) in seen:

@@ -25,12 +25,23 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from unibed.schemas.errors import SchemaError, describe_validation_error
-from unibed.schemas.source_record import SOURCES
+from unibed.schemas.reader_specs import (
+    READER_BLOCKS,
+    READERS,
+    SEED_READERS,
+    SOURCE_NAME,
+    ImageFolderSpec,
+    ListingSpec,
+    ParquetSpec,
+    ReaderName,
+    WebDatasetSpec,
+)
 from unibed.schemas.version import SCHEMA_VERSION
 
 _LOCATION = re.compile(r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?|[^:]+)$")
@@ -88,8 +99,16 @@ class ClassSelection(_Strict):
         return self
 
 
+_READER_FIELDS = ("reader", *READER_BLOCKS)
+
+
 class SourceSpec(_Strict):
-    name: Literal["imagenet", "products10k", "gldv2"]
+    """One source: its name (the first part of its image keys and its label-map
+    block), the reader of its layout, where it is, and what to take from it."""
+
+    name: str = Field(pattern=SOURCE_NAME.pattern)
+    # None: the reader of the same name (imagenet, products10k, gldv2, sop, food101, shopee)
+    reader: ReaderName | None = None
     location: StorageLocation  # the source root in its published layout, local or gs://
     layout: str | None = None  # None: the reader detects it
     subset: Literal["all", "clean"] = "all"  # gldv2: 'clean' = GLDv2-clean (train_clean.csv)
@@ -97,6 +116,45 @@ class SourceSpec(_Strict):
     classes: ClassSelection = ClassSelection()
     per_class_cap: WholeNumber | None = Field(default=None, gt=0)  # images kept per class at most
     expect_classes: WholeNumber | None = Field(default=None, gt=0)  # assert the class count (full data)
+    # the generic readers' options (unibed/schemas/reader_specs.py), one block for the reader used
+    imagefolder: ImageFolderSpec | None = None
+    listing: ListingSpec | None = None
+    webdataset: WebDatasetSpec | None = None
+    parquet: ParquetSpec | None = None
+
+    @model_validator(mode="after")
+    def _reader_and_options(self):
+        reader = self.reader_name
+        if reader not in READERS:
+            raise ValueError(f"source {self.name!r} needs `reader:` (one of {', '.join(READERS)})")
+        if reader in SEED_READERS and self.name != reader:
+            raise ValueError(f"the {reader} reader serves the source named {reader}, not {self.name!r}")
+        for block in READER_BLOCKS:
+            if getattr(self, block) is not None and block != reader:
+                raise ValueError(f"a `{block}:` block is for reader {block}, this source uses {reader}")
+        if reader == "listing" and self.listing is None:
+            raise ValueError("reader listing needs a `listing:` block (files, path_column, ...)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_reader_fields(self, handler):
+        """A recipe that names no reader and no block dumps (and digests) as before
+        these fields existed, so outputs built from it still match their recipe."""
+        data = handler(self)
+        for key in _READER_FIELDS:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+    @property
+    def reader_name(self) -> str:
+        return self.reader or self.name
+
+    def reader_options(self):
+        """The generic reader's block (its defaults when not given); None for the others."""
+        if self.reader_name not in READER_BLOCKS:
+            return None
+        return getattr(self, self.reader_name) or READER_BLOCKS[self.reader_name]()
 
 
 class SplitSpec(_Strict):
@@ -301,5 +359,3 @@ def recipe_from_text(text: str, where: str, **overrides) -> Recipe:
         data.update({k: v for k, v in overrides.items() if v is not None})
     return parse_recipe(data, where=where)
 
-
-assert set(SourceSpec.model_fields["name"].annotation.__args__) == set(SOURCES)

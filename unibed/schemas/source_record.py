@@ -14,7 +14,10 @@ from enum import Enum
 
 from unibed.schemas.errors import SchemaError
 
-SOURCES = ("imagenet", "products10k", "gldv2")
+SOURCES = ("imagenet", "products10k", "gldv2")  # the seed datasets of the reference label space
+# Any source a recipe names (the seeds, the named extras, a user's own): it is
+# the first part of every image key 'source/image_id', so it holds no '/'.
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 _URI = re.compile(r"^(gs://[^/]+/.+|[^:]+)$")  # gs://bucket/key or a local path
 
 
@@ -22,6 +25,8 @@ class LocationKind(str, Enum):
     FILE = "file"  # a whole file
     TAR_MEMBER = "tar_member"  # bytes [offset, offset+size) of `uri`; tars may nest
     ZIP_MEMBER = "zip_member"  # member `members[0]` of the zip at `uri`
+    # row `members[1]` of row group `members[0]` of the Parquet file at `uri` (0-based)
+    PARQUET_ROW = "parquet_row"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +72,8 @@ class SourceRecord:
     split: str = "train"  # the source's own split ("train", "val", "test")
 
     def __post_init__(self):
-        if self.source not in SOURCES:
-            raise SchemaError(f"unknown source {self.source!r}; expected one of {SOURCES}")
+        if not SOURCE_NAME.match(self.source):
+            raise SchemaError(f"bad source name {self.source!r}; expected {SOURCE_NAME.pattern}")
         if not self.image_id:
             raise SchemaError(f"empty image id at {self.location}")
         if not self.label:

@@ -32,7 +32,7 @@ from unibed.dataplane.build.pipeline import build_pipeline
 from unibed.dataplane.build.runner_options import RunnerConfig, describe, pipeline_options
 from unibed.dataplane.build.selection import SourceSelection, build_heldout_map, select
 from unibed.dataplane.build.validate import validate_output
-from unibed.dataplane.sources import open_index
+from unibed.dataplane.sources import open_source
 from unibed.dataplane.sources.base import SourceIndex
 from unibed.schemas.heldout import HeldOutMap
 from unibed.schemas.label_map import LabelMap
@@ -114,7 +114,7 @@ def _beam_stage(plan: BuildPlan, runner: Runner, todo: str, hooks: BuildHooks) -
 def plan_build(recipe: Recipe, log: Callable[[str], None] = _LOG.info) -> BuildPlan:
     """Everything decided from metadata, before any image is read."""
     output.check_apart(recipe.output, recipe_inputs(recipe))
-    indexes = {s.name: open_index(s.name, s.location, s.layout) for s in recipe.sources}
+    indexes = {s.name: open_source(s) for s in recipe.sources}
     selections, label_map = select(recipe, indexes)
     for selection in selections:
         first, last = label_map.ranges()[selection.source]

@@ -23,6 +23,9 @@ COST = {
     "products10k": (0.00234, 46_655),
     "gldv2": (0.00775, 18_565),
 }
+# Any other reader (the named and generic ones): product, food and web photos are
+# about ImageNet-sized, so they are estimated as such.
+DEFAULT_COST = COST["products10k"]
 
 # What a build reads from the published archives. GLDv2's 500 tars (~1 GB
 # each, REFERENCE section 2) and ImageNet's official train tar (147.9 GB for
@@ -31,6 +34,7 @@ COST = {
 # per image is an estimate for product photos.
 STREAMED_BYTES = {"gldv2": 500e9, "imagenet/official_tar": 147.9e9}
 BYTES_PER_SOURCE_IMAGE = {"imagenet": 115_000, "products10k": 75_000, "gldv2": 121_000}
+DEFAULT_BYTES_PER_SOURCE_IMAGE = 75_000  # other readers: an estimate, like Products-10K's
 
 
 @dataclass(frozen=True)
@@ -118,14 +122,15 @@ def estimate_cloud(report: PlanReport, cloud: CloudAssumptions = CloudAssumption
 def _read_bytes(plan: BuildPlan, source: str, images: int) -> int:
     layout = plan.indexes[source].layout if source in plan.indexes else None
     streamed = STREAMED_BYTES.get(source) or STREAMED_BYTES.get(f"{source}/{layout}")
-    return int(streamed) if streamed else images * BYTES_PER_SOURCE_IMAGE[source]
+    per_image = BYTES_PER_SOURCE_IMAGE.get(source, DEFAULT_BYTES_PER_SOURCE_IMAGE)
+    return int(streamed) if streamed else images * per_image
 
 
 def describe_plan(plan: BuildPlan) -> PlanReport:
     ranges = plan.label_map.ranges()
     sources = []
     for selection in plan.selections:
-        seconds, stored = COST[selection.source]
+        seconds, stored = COST.get(selection.source, DEFAULT_COST)
         exact = selection.wanted is not None
         images = len(selection.wanted) if exact else len(selection.classes) * (selection.cap or 1300)
         first, last = ranges.get(selection.source, (-1, -1))

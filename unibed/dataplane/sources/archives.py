@@ -21,7 +21,7 @@ import re
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -206,11 +206,17 @@ def _legible_name(block: bytes) -> str:
 
 
 def iter_tar_members(
-    stream: BinaryIO, base_offset: int = 0, *, max_bytes: int | None = None, read_data: bool = True
+    stream: BinaryIO,
+    base_offset: int = 0,
+    *,
+    max_bytes: int | None = None,
+    read_data: bool = True,
+    want: Callable[[str], bool] | None = None,
 ) -> Iterator[TarMember]:
     """Stream a tar front to back (seeking over skipped bytes when the stream
     can; nothing held but one member): its regular files with their bytes
-    (`read_data` False: headers only), and as `rejected` members its links,
+    (`read_data` False: headers only; `want` given: only members whose escaped
+    name it accepts carry bytes, e.g. a WebDataset's small label files), and as `rejected` members its links,
     devices, unsafe or non-UTF-8 paths, members over `max_bytes`, and any damage.
     Directories are skipped.
 
@@ -241,7 +247,7 @@ def iter_tar_members(
         if lost := damage.report(resumed_at=start):
             yield lost
         zero_blocks = 0
-        member = _member(tar, info, max_bytes, read_data)
+        member = _member(tar, info, max_bytes, read_data and (want is None or want(escaped(info.name))))
         if member is not None:
             yield member
             if member.rejected is RejectReason.DAMAGED_ARCHIVE:

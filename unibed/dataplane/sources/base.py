@@ -63,6 +63,10 @@ class SourceIndex:
     # named subsets of the listed ids the publisher defines, e.g. gldv2's
     # "clean" (GLDv2-clean, from train_clean.csv); membership only, no labels
     subsets: dict[str, frozenset[str]] = field(default_factory=dict)
+    # the reader module that reads the units ("": the one named like the source);
+    # generic readers serve sources of any name
+    reader: str = ""
+    options: object = None  # the generic reader's recipe block, where reading units needs it
 
     @property
     def num_listed(self) -> int | None:

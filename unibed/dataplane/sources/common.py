@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from unibed.dataplane import storage
-from unibed.dataplane.sources.archives import escaped, name_problem, too_large
+from unibed.dataplane.sources.archives import (
+    escaped,
+    name_problem,
+    open_zip,
+    read_zip_member,
+    too_large,
+)
 from unibed.dataplane.sources.base import ReadUnit, SourceIndex
 from unibed.schemas.errors import SourceLayoutError
 from unibed.schemas.source_record import (
@@ -106,31 +112,75 @@ class CsvRow:
         return Rejection(source, image_id, RejectReason.MALFORMED_ROW, detail, self.where)
 
 
-def iter_csv(path: str, required: Sequence[str], source: str) -> Iterator[CsvRow | Rejection]:
-    """Rows of a CSV with a header, by column name, each with its first line number.
+def iter_csv(
+    path: str, required: Sequence[str], source: str, *, delimiter: str = ",", header: bool = True
+) -> Iterator[CsvRow | Rejection]:
+    """Rows of a CSV with a header, by column name, each with its first line number
+    (`header` False: no header, columns named by 0-based position "0", "1", ...).
 
     A missing file, an empty file or a header without a required column makes
     the file unusable (SourceLayoutError). A record that is not a row - the
     wrong number of fields, a quote never closed, a record over
     MAX_RECORD_CHARS characters or MAX_RECORD_LINES lines - is a MALFORMED_ROW
     at its first line, and reading resumes on the line after that one, so an
-    unclosed quote costs one row, not the rest of the file.
+    unclosed quote costs one row, not the rest of the file. Without a header,
+    a row lacking a `required` position is a MALFORMED_ROW.
     """
     if not storage.exists(path):
-        raise SourceLayoutError(path, f"missing file (needs columns {','.join(required)})")
+        raise SourceLayoutError(path, f"missing file (needs columns {','.join(map(str, required))})")
     with storage.open_read(path) as raw:
         # utf-8-sig: spreadsheet exports often start with a BOM
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
         # the reader's own cap on a field; the feed already bounds each record
         csv.field_size_limit(MAX_RECORD_CHARS)
-        records = _records(_LineFeed(text))
-        header = _header(path, next(records, None), required)
+        records = _records(_LineFeed(text), delimiter, header)
+        columns = _header(path, next(records, None), required) if header else None
         for line, fields, problem in records:
             if problem:
                 yield Rejection(source, "", RejectReason.MALFORMED_ROW, problem, f"{path}:{line}")
             elif fields:  # else a blank line
-                values = {column: value.strip() for column, value in zip(header, fields)}
-                yield CsvRow(path, line, values)
+                yield _row(path, line, columns, fields, required, source)
+
+
+def _row(
+    path: str, line: int, columns: list[str] | None, fields: list[str], required: Sequence[str],
+    source: str,
+) -> CsvRow | Rejection:
+    if columns is not None:
+        return CsvRow(path, line, {column: value.strip() for column, value in zip(columns, fields)})
+    values = {str(i): value.strip() for i, value in enumerate(fields)}
+    if missing := [str(c) for c in required if str(c) not in values]:
+        detail = f"no field at position(s) {', '.join(missing)}: {quoted(' '.join(fields))}"
+        return Rejection(source, "", RejectReason.MALFORMED_ROW, detail, f"{path}:{line}")
+    return CsvRow(path, line, values)
+
+
+def iter_words(path: str, required: Sequence[str], source: str, *, header: bool = True
+               ) -> Iterator[CsvRow | Rejection]:
+    """Rows of a whitespace-separated text file (Stanford Online Products'
+    Ebay_train.txt, Food-101's meta/train.txt), like iter_csv: by column name
+    with a header (its first non-blank line), else by position; a line with
+    another field count than the header, or over MAX_RECORD_CHARS, is a
+    MALFORMED_ROW at path:line; blank lines are skipped."""
+    if not storage.exists(path):
+        raise SourceLayoutError(path, f"missing file (needs columns {','.join(map(str, required))})")
+    columns: list[str] | None = None
+    for line_no, text, length in iter_lines(path):
+        fields = text.split()
+        if not fields:
+            continue
+        if length > MAX_RECORD_CHARS:
+            detail = f"line is {length} characters long (limit {MAX_RECORD_CHARS}): {quoted(text)}"
+            yield Rejection(source, "", RejectReason.MALFORMED_ROW, detail, f"{path}:{line_no}")
+        elif header and columns is None:
+            columns = _header(path, (line_no, fields, ""), required)
+        elif columns is not None and len(fields) != len(columns):
+            detail = f"expected {len(columns)} fields ({' '.join(columns)}), got {len(fields)}: {quoted(text.strip())}"
+            yield Rejection(source, "", RejectReason.MALFORMED_ROW, detail, f"{path}:{line_no}")
+        else:
+            yield _row(path, line_no, columns, fields, required, source)
+    if header and columns is None:
+        raise SourceLayoutError(path, "empty file (no header)", line=1)
 
 
 def _header(
@@ -150,11 +200,14 @@ def _header(
     return header
 
 
-def _records(feed: _LineFeed) -> Iterator[tuple[int, list[str], str]]:
-    """The header's record, then per record (first line, fields, "") or
-    (first line, [], why it is no row)."""
-    reader = csv.reader(feed)
-    header: list[str] | None = None
+def _records(
+    feed: _LineFeed, delimiter: str = ",", has_header: bool = True
+) -> Iterator[tuple[int, list[str], str]]:
+    """The header's record (when `has_header`), then per record (first line,
+    fields, "") or (first line, [], why it is no row)."""
+    reader = csv.reader(feed, delimiter=delimiter)
+    # without a header, field counts are not compared (an empty header is never set)
+    header: list[str] | tuple[()] | None = None if has_header else ()
     while True:
         try:
             fields = next(reader)
@@ -171,7 +224,7 @@ def _records(feed: _LineFeed) -> Iterator[tuple[int, list[str], str]]:
                 f"a quote opened here is never closed (it runs to the end of the file): "
                 f"{feed.quoted()}"
             )
-        elif header is not None and fields and len(fields) != len(header):
+        elif header and fields and len(fields) != len(header):
             yield feed.reject(
                 f"expected {len(header)} fields ({','.join(header)}), "
                 f"got {len(fields)}: {quoted(','.join(fields))}"
@@ -356,6 +409,27 @@ def read_file_batch(
         yield SourceImage(record, data)
 
 
+def read_zip_batch(
+    unit: ReadUnit, index: SourceIndex, image_id_of: Callable[[str], str], max_bytes: int
+) -> Iterator[SourceImage | Rejection]:
+    """The zip members `unit.items` of the zip `unit.uri`, labelled from the
+    index (open_index only puts listed, safe members into such units); a member
+    over `max_bytes` is TOO_LARGE, one that does not inflate DAMAGED_ARCHIVE."""
+    with storage.open_read(unit.uri) as raw:
+        archive, _ = open_zip(raw, unit.uri)
+        with archive:
+            for member in unit.items:
+                image_id = image_id_of(member)
+                data, reason, detail = read_zip_member(archive, member, max_bytes)
+                if reason is not None:
+                    yield Rejection(unit.source, image_id, reason, detail, f"{unit.uri}!{member}")
+                    continue
+                location = Location(LocationKind.ZIP_MEMBER, unit.uri, (member,))
+                split = index.splits.get(image_id, "train")
+                record = SourceRecord(unit.source, image_id, index.listed[image_id], location, split)
+                yield SourceImage(record, data)
+
+
 def read_limited(path: str, max_bytes: int) -> tuple[bytes | None, int]:
     """(a file's bytes, its size); bytes None when it has more than `max_bytes`,
     which the size tells before reading (and a file that grows meanwhile still
@@ -377,3 +451,20 @@ def unnamed_file(source: str, path: str, image_id_of: Callable[[str], str]) -> R
         return None
     safe = escaped(path)
     return Rejection(source, image_id_of(safe), RejectReason.MALFORMED_NAME, f"file {problem}", safe)
+
+
+# --- image files among other files -------------------------------------------------
+
+# What the generic readers take for an image in a folder or archive (torchvision's
+# IMG_EXTENSIONS and webp): anything else there (READMEs, listings, .DS_Store) is no input.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def is_image_name(path: str) -> bool:
+    name = posixpath.basename(path)
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def relative_to(root: str, path: str) -> str:
+    """`path` (a file listed under `root`) relative to `root`, with '/' separators."""
+    return path[len(root):].replace("\\", "/").lstrip("/")

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from unibed.dataplane import storage
-from unibed.dataplane.sources.archives import open_zip, read_zip_member, unsafe_member_reason
+from unibed.dataplane.sources.archives import open_zip, unsafe_member_reason
 from unibed.dataplane.sources.base import (
     DEFAULT_MAX_INPUT_BYTES,
     ClassInfo,
@@ -52,17 +52,11 @@ from unibed.dataplane.sources.common import (
     no_layout_found,
     quoted,
     read_file_batch,
+    read_zip_batch,
     require_file,
     unnamed_file,
 )
-from unibed.schemas.source_record import (
-    Location,
-    LocationKind,
-    Rejection,
-    RejectReason,
-    SourceImage,
-    SourceRecord,
-)
+from unibed.schemas.source_record import Rejection, RejectReason
 
 SOURCE = "products10k"
 LAYOUTS = ("folder", "zip")
@@ -110,7 +104,7 @@ def read_unit(
     unit: ReadUnit, index: SourceIndex, max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES
 ) -> Iterator[ReadItem]:
     if unit.kind == "zip_members":
-        return _read_zip_members(unit, index, max_input_bytes)
+        return read_zip_batch(unit, index, _image_name, max_input_bytes)
     return read_file_batch(unit, index, _same, max_input_bytes)
 
 
@@ -226,18 +220,3 @@ def _zip_member_rejection(
         detail = f"another member has name {name}; the first, {first_member[name]}, wins"
         return Rejection(SOURCE, name, RejectReason.DUPLICATE_ID, detail, where)
     return None
-
-
-def _read_zip_members(unit: ReadUnit, index: SourceIndex, max_bytes: int) -> Iterator[ReadItem]:
-    with storage.open_read(unit.uri) as raw:
-        archive, _ = open_zip(raw, unit.uri)
-        with archive:
-            for member in unit.items:
-                name = _image_name(member)
-                data, reason, detail = read_zip_member(archive, member, max_bytes)
-                if reason is not None:
-                    yield Rejection(SOURCE, name, reason, detail, f"{unit.uri}!{member}")
-                    continue
-                location = Location(LocationKind.ZIP_MEMBER, unit.uri, (member,))
-                record = SourceRecord(SOURCE, name, index.listed[name], location)
-                yield SourceImage(record, data)

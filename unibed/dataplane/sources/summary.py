@@ -37,9 +37,12 @@ class SourceSummary:
         return {**asdict(self), "inputs": self.inputs}
 
 
-def summarise(source: str, root: str, layout: str | None = None) -> SourceSummary:
+def summarise(
+    source: str, root: str, layout: str | None = None, reader: str | None = None, options=None
+) -> SourceSummary:
+    """Read a source whole; `reader` and `options` as sources.open_index takes them."""
     start = time.perf_counter()
-    index = sources.open_index(source, root, layout)
+    index = sources.open_index(source, root, layout, reader, options)
     summary = SourceSummary(
         source, index.layout, root, len(index.classes), len(index.units), index.num_listed
     )
