@@ -31,7 +31,7 @@ demo: setup
 	.venv/bin/unibed demo --workdir out
 
 test: setup
-	.venv/bin/pytest -n 2 --dist loadgroup
+	.venv/bin/pytest -n 2 --dist loadfile
 
 # Printed figures, never pass/fail (see benchmarks/README.md); about 2 hours on 2 cores.
 bench: setup

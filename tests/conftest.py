@@ -20,16 +20,6 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="unibed-prefect-")
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """`make test` runs the suite on two pytest-xdist workers, a module at a time
-    (--dist loadgroup); the tests that share the trained run stay on one worker
-    so the couple of minutes of training happen once."""
-    for item in items:
-        if "trained_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("trained_run"))
-
-
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory) -> str:
     """The default generated sample, written once per session."""
@@ -121,7 +111,8 @@ class TrainedRun:
 def trained_run(sample_build, tmp_path_factory) -> TrainedRun:
     """The tiny CLIP trained on the sample build through the trainer's command
     line, stopped at step 100 and resumed: a couple of minutes, so done once
-    for the trainer's own checks and the retrieval rig's."""
+    for the trainer's own checks and the retrieval rig's, which all live in
+    tests/test_trained_run.py: `make test`'s workers take a module each."""
     workdir = str(tmp_path_factory.mktemp("trained-run") / "run")
     args = [sys.executable, "-m", "unibed.trainer", "run", "--dataset", sample_build.output, "--workdir", workdir,
             "--config", "tiny"]

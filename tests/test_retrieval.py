@@ -2,7 +2,7 @@
 
 The model here is a stand-in with the trainer's export contract (a fixed
 random projection of a 16x16 thumbnail); the trained model's retrieval
-quality is tests/test_retrieval_trained.py's subject.
+quality is tests/test_trained_run.py's subject.
 """
 
 from __future__ import annotations
