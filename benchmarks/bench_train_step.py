@@ -17,7 +17,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from unibed.trainer.config import get_config
+from unibed.trainer.config import PRESET_NAMES, get_config
 from unibed.trainer.train import train
 
 
@@ -60,7 +60,7 @@ def bench(preset: str, batch: int, steps: int, warmup: int, num_classes: int) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny", choices=["tiny", "vit_h14", "vit_l14", "vit_l14_336", "vit_g14"])
+    p.add_argument("--preset", default="tiny", choices=list(PRESET_NAMES))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)

@@ -14,7 +14,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--dataset", default="out/build-sample", help="a build: folder or gs:// URL with manifest.json")
     p.add_argument("--workdir", default="out/train-sample",
                    help="checkpoints, TensorBoard logs, export/, metrics.json (folder or gs://)")
-    p.add_argument("--config", default="tiny", help="tiny, vit_h14, vit_l14, vit_l14_336, vit_g14 or a config JSON file")
+    p.add_argument("--config", default="tiny", help="tiny, vit_h14, vit_l14, vit_l14_336, vit_g14, guie_1st, guie_2nd, "
+                   "guie_4th, unibed_best or a config JSON file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. global_batch_size=256 (repeatable)")
     p.add_argument("--steps", type=int, help="total training steps over both stages (default: the config's)")

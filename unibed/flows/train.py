@@ -36,7 +36,8 @@ from unibed.flows.stages import ParameterError, stage
 from unibed.schemas.trainer_events import parse_event
 
 FLOW = "train"
-PRESETS = ("tiny", "vit_h14", "vit_l14", "vit_l14_336", "vit_g14")  # unibed/trainer/config.py PRESET_NAMES (not imported: TensorFlow)
+# unibed/trainer/config.py PRESET_NAMES (not imported: TensorFlow)
+PRESETS = ("tiny", "vit_h14", "vit_l14", "vit_l14_336", "vit_g14", "guie_1st", "guie_2nd", "guie_4th", "unibed_best")
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=.*$")
 
 

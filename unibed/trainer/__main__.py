@@ -20,8 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", required=True, help="folder or gs:// URL holding manifest.json")
     r.add_argument("--workdir", required=True, help="checkpoints, logs, export (local or gs://)")
     r.add_argument("--config", default="tiny",
-                   help="a preset (tiny, vit_h14, vit_l14, vit_l14_336, vit_g14) or a config "
-                        "JSON file")
+                   help="a preset (tiny, vit_h14, vit_l14, vit_l14_336, vit_g14; the GUIE "
+                        "solutions' guie_1st, guie_2nd, guie_4th; unibed_best) or a config JSON file")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field (augment.<field> for augmentation); repeatable")
     r.add_argument("--steps", type=int, help="total training steps, split over the two stages "

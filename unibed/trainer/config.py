@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from unibed.trainer.augment_config import AugmentConfig
+from unibed.trainer.guie_presets import GUIE_PRESETS
 
 BACKBONE_PRESETS = ("clip_vit_h_14_laion2b_s32b_b79k", "clip_vit_large_patch14",
                     "clip_vit_large_patch14_336", "clip_vit_g_14_laion2b_s12b_b42k")
@@ -313,10 +314,14 @@ def _presets() -> dict[str, TrainConfig]:
         "vit_l14_336": TrainConfig(backbone="clip_vit_large_patch14_336",
                                    **{**clip, "image_size": 336}),
         "vit_g14": TrainConfig(backbone="clip_vit_g_14_laion2b_s12b_b42k", **clip),
+        # the GUIE top solutions' recipes and ours, over vit_h14 (guie_presets.py)
+        **{name: TrainConfig(backbone="clip_vit_h_14_laion2b_s32b_b79k", **{**clip, **fields})
+           for name, fields in GUIE_PRESETS.items()},
     }
 
 
-PRESET_NAMES = ("tiny", "vit_h14", "vit_l14", "vit_l14_336", "vit_g14")
+PRESET_NAMES = ("tiny", "vit_h14", "vit_l14", "vit_l14_336", "vit_g14", "guie_1st", "guie_2nd", "guie_4th",
+                "unibed_best")
 
 
 def get_config(name: str) -> TrainConfig:
