@@ -65,7 +65,8 @@ class ProbePairs(beam.PTransform):
         count = images | "CountImages" >> beam.combiners.Count.Globally()
         return (
             images
-            | "ProbeBuckets" >> beam.FlatMap(bucket_records, self.rules, beam.pvalue.AsSingleton(count))
+            | "ProbeBuckets"
+            >> beam.FlatMap(bucket_records, self.rules, beam.pvalue.AsSingleton(count))
             | "ByProbeBucket" >> beam.GroupByKey()
             | "ProbeSearch" >> beam.FlatMap(bucket_pairs, self.rules)
         )
@@ -93,7 +94,9 @@ def bucket_records(image, rules: tuple[Rule, ...], images: int | None = None):
     kind is a rule's target, else a probe. `images`: how many images take part."""
     key, hashes = image
     kinds = kinds_of(rules)
-    widths = {r.radius: [b.width for b in blocks_for(r.radius)] for r in rules}
+    shifts = {
+        r.radius: [coarse_shift(b.width, images) for b in blocks_for(r.radius)] for r in rules
+    }
     encoded_key = key.encode("utf-8")
     for target, radius in sorted({(r.target, r.radius) for r in rules}):
         probe_kinds = {r.probe for r in rules if (r.target, r.radius) == (target, radius)}
@@ -106,8 +109,8 @@ def bucket_records(image, rules: tuple[Rule, ...], images: int | None = None):
             else:
                 continue
             record = _pack(role, encoded_key, value, kinds.index(kind))
-            for (block, block_value), width in zip(block_keys(value, radius), widths[radius]):
-                yield _bucket_key(target_index, radius, block, block_value >> coarse_shift(width, images)), record
+            for (block, block_value), shift in zip(block_keys(value, radius), shifts[radius]):
+                yield _bucket_key(target_index, radius, block, block_value >> shift), record
 
 
 def _bucket_key(target_index: int, radius: int, block: int, block_value: int) -> bytes:
@@ -119,8 +122,11 @@ def _pack(role: int, encoded_key: bytes, value: int, kind_index: int) -> bytes:
     """(role, key, hash, kind) as bytes: role (+ 2 if the hash is negative), kind index,
     the hash's 8 bytes, then the key."""
     negative = value < 0
-    return (bytes((role + 2 * negative, kind_index)) + value.to_bytes(8, "big", signed=negative)
-            + encoded_key)
+    return (
+        bytes((role + 2 * negative, kind_index))
+        + value.to_bytes(8, "big", signed=negative)
+        + encoded_key
+    )
 
 
 def _unpack(record: bytes, kinds: tuple[str, ...]) -> tuple:
