@@ -12,15 +12,35 @@ keeps a pair only if the bucket's block is the first on which the two values agr
 each hash pair comes out of one bucket. Buckets hold the hashes that share 21-22 bits:
 about n * hashes per image / 2^21 of them (5 for 10^6 images), so no chunking; a hot
 bucket (many images sharing a block) costs the product of its sizes in one task.
+
+Memory: every image sends (hashes) x (radius + 1) records through this shuffle (about 27
+with the default probes), and up to some 10^6 images most buckets hold one record, so the
+local runner's grouping table holds one key, one list and one value per record. Both key
+and value are therefore packed into one bytes object each (`_bucket_key`, `_pack`), not
+tuples of str and int: about 100 bytes less per record than the tuples, i.e. some 3 KB
+less per image at the peak of a local build (the peak of the whole build is this grouping;
+README's figures table). The pairs are the same: a bucket unpacks its records into the
+tuples it sorted before.
+
+And while 2^21 block values per block would leave most buckets with one record (fewer
+than some 3 * 10^7 images), a bucket key drops the block value's low bits
+(`coarse_shift`, from the count of images): some IMAGES_PER_BUCKET images' hashes per
+bucket, so that the grouping holds a key and a list per few dozen records, not per
+record. A bucket's search is exact over whatever it holds (find_probe_pairs) and keeps a
+pair only where the bucket's block is the pair's first agreeing block: both values lie in
+that block's one bucket, so every pair still comes out once, the same pairs as before.
 """
 
 from __future__ import annotations
+
+import struct
 
 import apache_beam as beam
 import numpy as np
 
 from unibed.dataplane.dedup.probe_search import (
     block_keys,
+    blocks_for,
     check_probe_radius,
     find_probe_pairs,
     first_equal_block,
@@ -28,6 +48,8 @@ from unibed.dataplane.dedup.probe_search import (
 from unibed.dataplane.images.robust_hashes import Rule
 
 _TARGET, _PROBE = 0, 1
+# Images per bucket and block, about, below 2^21 * this many images (`coarse_shift`).
+IMAGES_PER_BUCKET = 16
 
 
 class ProbePairs(beam.PTransform):
@@ -40,20 +62,45 @@ class ProbePairs(beam.PTransform):
         self.rules = tuple(sorted(set(rules)))
 
     def expand(self, images):
+        count = images | "CountImages" >> beam.combiners.Count.Globally()
         return (
             images
-            | "ProbeBuckets" >> beam.FlatMap(bucket_records, self.rules)
+            | "ProbeBuckets"
+            >> beam.FlatMap(bucket_records, self.rules, beam.pvalue.AsSingleton(count))
             | "ByProbeBucket" >> beam.GroupByKey()
             | "ProbeSearch" >> beam.FlatMap(bucket_pairs, self.rules)
         )
 
 
-def bucket_records(image, rules: tuple[Rule, ...]):
-    """((target kind, radius, block, block value), (role, key, hash, kind)) per hash and
-    bucket: a hash is a target where its kind is a rule's target, else a probe."""
+def kinds_of(rules: tuple[Rule, ...]) -> tuple[str, ...]:
+    """Every kind the rules name, in a fixed order: a packed record's kind is its index."""
+    return tuple(sorted({r.probe for r in rules} | {r.target for r in rules}))
+
+
+def coarse_shift(width: int, images: int | None) -> int:
+    """How many low bits of a `width`-bit block value a bucket key leaves out, for
+    `images` images: about images / IMAGES_PER_BUCKET buckets per block (0 from some
+    2^21 * IMAGES_PER_BUCKET images on: one block value per bucket; None: not known, 0)."""
+    if images is None:
+        return 0
+    buckets = max(1, images // IMAGES_PER_BUCKET)
+    return max(0, width - buckets.bit_length())
+
+
+def bucket_records(image, rules: tuple[Rule, ...], images: int | None = None):
+    """(bucket, record) per hash and bucket: the bucket is (target kind, radius, block,
+    block value without its `coarse_shift` low bits) and the record (role, key, hash,
+    kind), both packed into bytes (`_bucket_key`, `_pack`); a hash is a target where its
+    kind is a rule's target, else a probe. `images`: how many images take part."""
     key, hashes = image
+    kinds = kinds_of(rules)
+    shifts = {
+        r.radius: [coarse_shift(b.width, images) for b in blocks_for(r.radius)] for r in rules
+    }
+    encoded_key = key.encode("utf-8")
     for target, radius in sorted({(r.target, r.radius) for r in rules}):
         probe_kinds = {r.probe for r in rules if (r.target, r.radius) == (target, radius)}
+        target_index = kinds.index(target)
         for kind, value in hashes:
             if kind == target:
                 role = _TARGET
@@ -61,13 +108,43 @@ def bucket_records(image, rules: tuple[Rule, ...]):
                 role = _PROBE
             else:
                 continue
-            for block, block_value in block_keys(value, radius):
-                yield (target, radius, block, block_value), (role, key, value, kind)
+            record = _pack(role, encoded_key, value, kinds.index(kind))
+            for (block, block_value), shift in zip(block_keys(value, radius), shifts[radius]):
+                yield _bucket_key(target_index, radius, block, block_value >> shift), record
+
+
+def _bucket_key(target_index: int, radius: int, block: int, block_value: int) -> bytes:
+    """(target kind, radius, block, block value) as 11 bytes (a block value has at most 64 bits)."""
+    return _BUCKET.pack(target_index, radius, block, block_value)
+
+
+def _pack(role: int, encoded_key: bytes, value: int, kind_index: int) -> bytes:
+    """(role, key, hash, kind) as bytes: role (+ 2 if the hash is negative), kind index,
+    the hash's 8 bytes, then the key."""
+    negative = value < 0
+    return (
+        bytes((role + 2 * negative, kind_index))
+        + value.to_bytes(8, "big", signed=negative)
+        + encoded_key
+    )
+
+
+def _unpack(record: bytes, kinds: tuple[str, ...]) -> tuple:
+    """`_pack`'s bytes back to (role, key, hash, kind)."""
+    role, negative = record[0] % 2, record[0] >= 2
+    value = int.from_bytes(record[2:10], "big", signed=negative)
+    return role, record[10:].decode("utf-8"), value, kinds[record[1]]
+
+
+_BUCKET = struct.Struct(">BBBQ")
 
 
 def bucket_pairs(bucket, rules: tuple[Rule, ...]):
-    (target, radius, block, _), records = bucket
-    records = sorted(records)
+    packed_bucket, packed = bucket
+    target_index, radius, block, _ = _BUCKET.unpack(packed_bucket)
+    kinds = kinds_of(rules)
+    target = kinds[target_index]
+    records = sorted(_unpack(r, kinds) for r in packed)
     targets = [r for r in records if r[0] == _TARGET]
     probes = [r for r in records if r[0] == _PROBE]
     if targets and probes:

@@ -25,6 +25,8 @@ MAX_RADIUS = 4
 _LANES = 1 << 22
 # Blocks up to this wide are looked up in a dense table of counts (2^22 int64: 32 MB).
 _DENSE_TABLE_BITS = 22
+# ... and only where the values number at least 2^-this of its entries.
+_DENSE_TABLE_SHARE = 6
 
 
 def check_probe_radius(radius: int) -> None:
@@ -87,7 +89,9 @@ def _ranges(keys: np.ndarray, wanted: np.ndarray, width: int):
     targets start in that order and how many there are. A dense table for narrow blocks
     (one gather per probe), binary search for wide ones."""
     order = np.argsort(keys, kind="stable")
-    if width <= _DENSE_TABLE_BITS:
+    # the table only for many values (it costs 2^width entries; a bucket of the Beam
+    # transform holds a few dozen): the same ranges either way
+    if width <= _DENSE_TABLE_BITS and len(keys) + len(wanted) >= (1 << width) >> _DENSE_TABLE_SHARE:
         counts = np.bincount(keys, minlength=1 << width)
         starts = np.cumsum(counts) - counts
         return order, starts[wanted], counts[wanted]
