@@ -105,8 +105,7 @@ def soup(workdirs: list[str], out: str, *, dataset: str | None = None,
     metrics = {"soup": workdirs, "checkpoints": checkpoints,
                **runs.export_and_score(models.embedding, config, out, dataset_dir, manifest, emit)}
     _write_json(_join(out, "metrics.json"), metrics)
-    emit({"event": "done", "metrics": _join(out, "metrics.json"),
-          "trained_mp_at_5": metrics["trained"]["mp_at_k"]})
+    emit({"event": "done", "metrics": _join(out, "metrics.json"), **runs.headline(metrics)})
     return metrics
 
 
