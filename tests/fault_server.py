@@ -149,13 +149,13 @@ class FaultServer:
         with self._lock:
             return [s for s in self.log if s.path == path and s.method == method]
 
-    def settled(self, path: str, count: int, timeout: float = 5.0) -> list[Served]:
-        """The GETs of `path` once `count` are logged (a request is logged when its
-        handler ends, which for a drip the client dropped is a moment later), by start."""
+    def settled(self, path: str, count: int, timeout: float = 5.0, method: str = "GET") -> list[Served]:
+        """The requests of `path` once `count` are logged (a request is logged when its
+        handler ends, after the client may have its answer), by start."""
         deadline = time.monotonic() + timeout
-        while len(self.requests(path)) < count and time.monotonic() < deadline:
+        while len(self.requests(path, method)) < count and time.monotonic() < deadline:
             time.sleep(0.02)
-        return sorted(self.requests(path), key=lambda s: s.start or 0)
+        return sorted(self.requests(path, method), key=lambda s: s.start or 0)
 
     def _next_fault(self, path: str) -> Fault | None:
         with self._lock:

@@ -213,7 +213,7 @@ def test_missing_file_fails_at_once_naming_the_url(server, tmp_path):
     url = f"{server.url}/google-landmark/metadata/nope.csv"
     with pytest.raises(FetchFailed, match="nope.csv: HTTP 404"):
         fetch_items([FetchItem(url, "nope.csv")], str(tmp_path), FAST, on_progress=lambda s: None)
-    assert len(server.requests("/google-landmark/metadata/nope.csv", "HEAD")) == 1  # no retries
+    assert len(server.settled("/google-landmark/metadata/nope.csv", 1, method="HEAD")) == 1  # no retries
 
 
 def test_endless_503_gives_up_after_the_retries(server, tmp_path):
@@ -422,7 +422,7 @@ def test_no_room_for_the_announced_size_is_refused_before_a_byte(server, tmp_pat
     with pytest.raises(NotEnoughSpace, match=f"{tmp_path}/staging: not enough free space: 1 file"):
         fetch_items([bare_item(server, TAR0, "images_000.tar")], str(tmp_path / "staging"), options,
                     on_progress=lambda s: None)
-    assert server.requests(TAR0, "HEAD") and server.requests(TAR0) == []
+    assert server.settled(TAR0, 1, method="HEAD") and server.requests(TAR0) == []
 
 
 DRIP = drip(every=0.05, size=200, for_s=4)  # 4 kB/s: never a read timeout, never done in time
