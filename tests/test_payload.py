@@ -4,15 +4,11 @@ which the shard writer reads back in any order it needs."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import pickle
 
 from apache_beam.coders.typecoders import registry
 from test_build import sample_recipe
 
-from unibed.dataplane.build.graph.elements import Candidate
-from unibed.dataplane.build.graph.examples import keyed_candidate
 from unibed.dataplane.build.graph.read import Preprocess
 from unibed.dataplane.build.launcher import plan_build
 from unibed.dataplane.build.payload import PayloadWriter, read_in_order
@@ -23,7 +19,7 @@ from unibed.schemas import features
 from unibed.schemas.source_record import SourceImage
 
 
-def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(sample_root, tmp_path):
+def test_preprocess_passes_on_small_records_and_a_reference_to_the_example(sample_root, tmp_path):
     recipe = sample_recipe(sample_root, str(tmp_path / "out"))
     plan = plan_build(recipe)
     index = plan.indexes["products10k"]
@@ -31,24 +27,29 @@ def test_candidates_carry_a_small_reference_to_the_example_in_the_work_file(samp
     work = str(tmp_path / "_work")
     step = Preprocess(recipe, plan.label_map, work)
     step.start_bundle()
-    made = [(item, out) for item in items for out in step.process(item) if isinstance(out, Candidate)]
+    made = [(item, *outputs) for item in items if len(outputs := list(step.process(item))) == 2]
     step.finish_bundle()
 
     assert len(made) >= 8
     coder = registry.get_coder(object)  # what the local runner holds per shuffled record
-    for _, candidate in made:  # what the split join and the shard grouping move
-        assert not any(isinstance(getattr(candidate, f.name), bytes) for f in dataclasses.fields(candidate))
-        assert len(pickle.dumps(candidate)) < 1024
-        # The split join gets only what ToRecord reads; Meta carries no location.
-        key, joined = keyed_candidate(candidate)
-        assert joined == (candidate.where, candidate.source, candidate.label, candidate.payload)
-        assert len(coder.encode((key, joined))) < 0.6 * len(coder.encode((key, candidate)))
-        assert not hasattr(candidate.meta(), "where")
-    assert os.listdir(tmp_path / "_work" / "payload") == [made[0][1].payload.file]  # one per bundle
-    backwards = list(read_in_order(work, [c.payload for _, c in reversed(made)], batch_bytes=3000))
-    for (item, candidate), example in zip(reversed(made), backwards, strict=True):
+    for item, (key, (where, meta)), tagged in made:
+        assert tagged.tag == "write_input"
+        write_key, (write_where, source, label, _) = tagged.value
+        assert (write_key, write_where, source, str(label)) == (key, where, meta.source, meta.label)
+        assert not hasattr(meta, "where")  # the location travels beside the Meta, to ResolveKeys only
+        processed = preprocess(item.data, recipe.image)
+        # probes packed into one bytes object and the digest as 32 bytes, both exact
+        assert meta.probes == processed.probes and meta.sha256.hex() == processed.sha256
+        unpacked = (meta.key, meta.source, meta.label, meta.phash, processed.sha256, meta.preference,
+                    processed.probes)  # the same fields as tuples of (kind, hash) and hex
+        assert len(coder.encode(meta)) < 0.8 * len(coder.encode(unpacked))
+        assert len(coder.encode(tagged.value)) < len(where) + len(key) + 150
+    assert os.listdir(tmp_path / "_work" / "payload") == [made[0][2].value[1][3].file]  # one per bundle
+    refs = [tagged.value[1][3] for _, _, tagged in made]
+    backwards = list(read_in_order(work, refs[::-1], batch_bytes=3000))
+    for (item, (key, _), _), example in zip(reversed(made), backwards, strict=True):
         values = decode_example(example)
-        assert values[features.IMAGE_ID].decode() == candidate.key
+        assert values[features.IMAGE_ID].decode() == key
         assert values[features.ENCODED] == preprocess(item.data, recipe.image).jpeg
 
 

@@ -22,7 +22,11 @@ from typing import BinaryIO, NamedTuple
 from unibed.dataplane import storage
 
 PAYLOAD_FOLDER = "payload"  # in the work folder
-BATCH_BYTES = 16 * 1024 * 1024  # read back at most this much at a time
+# Read back at most this much at a time. The batch exists so that ranged GETs
+# on gs:// can span many Examples (a GET's latency buys ~3 MB); local reads
+# need none, and a local build's memory then holds 1 MB, not 16, per shard write.
+BATCH_BYTES = 16 * 1024 * 1024
+LOCAL_BATCH_BYTES = 1024 * 1024
 
 
 class PayloadRef(NamedTuple):
@@ -58,11 +62,13 @@ class PayloadWriter:
 
 
 def read_in_order(
-    work: str, refs: Iterable[PayloadRef], batch_bytes: int = BATCH_BYTES
+    work: str, refs: Iterable[PayloadRef], batch_bytes: int | None = None
 ) -> Iterator[bytes]:
     """The payloads of `refs` (written under `work`), in the order given, holding at most ~batch_bytes
-    at a time; each batch is read file by file in offset order (one open per
-    file and batch, ranged reads on gs://)."""
+    at a time (BATCH_BYTES on gs://, LOCAL_BATCH_BYTES locally); each batch is read file by
+    file in offset order (one open per file and batch, ranged reads on gs://)."""
+    if batch_bytes is None:
+        batch_bytes = BATCH_BYTES if storage.is_remote(work) else LOCAL_BATCH_BYTES
     batch: list[PayloadRef] = []
     held = 0
     for ref in refs:

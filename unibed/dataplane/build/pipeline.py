@@ -1,12 +1,12 @@
 """The dataset build as one Apache Beam pipeline (local runner or Dataflow).
 
-    units --ReadAndPreprocess--> Candidate (hashes + reference to its Example), rejections
+    units --ReadAndPreprocess--> Meta (hashes), WriteInput (reference to its Example), rejections
                                  serialized Examples -> _work/payload/<bundle uuid>.bin
       on Meta:
         --ResolveKeys--> one per key (duplicate ids, missing images)
         --Deduplicate--> identical-hash groups -> near-duplicate pairs -> keep rule
         --AssignSplits--> (key, split) per class (held-out classes: retrieval-query / -index)
-    Candidate x split --JoinSplits--> Record --WriteShards--> train-*/validation-* shards
+    WriteInput x split --JoinSplits--> Record --WriteShards--> train-*/validation-* shards
                                                 (Examples read back from the work files)
     rejections, drops, shard infos, counts --WriteSideProducts--> JSON lines in the work folder
 
@@ -72,7 +72,7 @@ def build_pipeline(
     roles = RetrievalRoles.of(recipe.evaluation, heldout) if heldout and heldout.num_classes else None
     splits = kept.survivors | "AssignSplits" >> AssignSplits(recipe.split, roles)
     examples = (
-        ExampleInputs(read.candidates, splits, resolved.losing_inputs)
+        ExampleInputs(read.write_inputs, splits, resolved.losing_inputs)
         | "JoinSplits" >> JoinSplits()
     )
     shards = examples.records | "WriteShards" >> WriteShards(output, work, recipe.shards, recipe.split.salt)

@@ -33,13 +33,14 @@ that block's one bucket, so every pair still comes out once, the same pairs as b
 
 from __future__ import annotations
 
+import functools
 import struct
+from typing import NamedTuple
 
 import apache_beam as beam
 import numpy as np
 
 from unibed.dataplane.dedup.probe_search import (
-    block_keys,
     blocks_for,
     check_probe_radius,
     find_probe_pairs,
@@ -93,24 +94,40 @@ def bucket_records(image, rules: tuple[Rule, ...], images: int | None = None):
     kind), both packed into bytes (`_bucket_key`, `_pack`); a hash is a target where its
     kind is a rule's target, else a probe. `images`: how many images take part."""
     key, hashes = image
-    kinds = kinds_of(rules)
-    shifts = {
-        r.radius: [coarse_shift(b.width, images) for b in blocks_for(r.radius)] for r in rules
-    }
     encoded_key = key.encode("utf-8")
-    for target, radius in sorted({(r.target, r.radius) for r in rules}):
-        probe_kinds = {r.probe for r in rules if (r.target, r.radius) == (target, radius)}
-        target_index = kinds.index(target)
+    for group in _bucket_plan(rules, images):
         for kind, value in hashes:
-            if kind == target:
-                role = _TARGET
-            elif kind in probe_kinds:
-                role = _PROBE
-            else:
+            role = group.roles.get(kind)
+            if role is None:
                 continue
-            record = _pack(role, encoded_key, value, kinds.index(kind))
-            for (block, block_value), shift in zip(block_keys(value, radius), shifts[radius]):
-                yield _bucket_key(target_index, radius, block, block_value >> shift), record
+            record = _pack(role, encoded_key, value, group.kind_indexes[kind])
+            for block, shift, mask, coarse in group.blocks:
+                yield _bucket_key(group.target_index, group.radius, block, ((value >> shift) & mask) >> coarse), record
+
+
+class _BucketGroup(NamedTuple):
+    """The buckets of one (target kind, radius): who goes in as what, under which blocks."""
+
+    target_index: int
+    radius: int
+    roles: dict  # kind -> _TARGET or _PROBE
+    kind_indexes: dict  # kind -> its index in kinds_of(rules)
+    blocks: tuple  # (block index, shift, mask, coarse shift) per block
+
+
+@functools.lru_cache(maxsize=64)
+def _bucket_plan(rules: tuple[Rule, ...], images: int | None) -> tuple[_BucketGroup, ...]:
+    """bucket_records' per-image loop, worked out once per rules and image count."""
+    kinds = kinds_of(rules)
+    groups = []
+    for target, radius in sorted({(r.target, r.radius) for r in rules}):
+        probes = {r.probe for r in rules if (r.target, r.radius) == (target, radius)}
+        roles = {kind: _TARGET if kind == target else _PROBE for kind in probes | {target}}
+        blocks = tuple((i, b.shift, (1 << b.width) - 1, coarse_shift(b.width, images))
+                       for i, b in enumerate(blocks_for(radius)))
+        groups.append(_BucketGroup(kinds.index(target), radius, roles,
+                                   {kind: kinds.index(kind) for kind in roles}, blocks))
+    return tuple(groups)
 
 
 def _bucket_key(target_index: int, radius: int, block: int, block_value: int) -> bytes:

@@ -43,11 +43,6 @@ def blocks_for(radius: int) -> tuple[Block, ...]:
     return tuple(Block(int(s), w, 0) for s, w in zip(shifts, widths))
 
 
-def block_keys(value: int, radius: int) -> list[tuple[int, int]]:
-    """(block index, block value) of an unsigned 64-bit value under each block."""
-    return [(i, (value >> b.shift) & ((1 << b.width) - 1)) for i, b in enumerate(blocks_for(radius))]
-
-
 def first_equal_block(xor: np.ndarray, radius: int) -> np.ndarray:
     """Per xor of two values, the first block on which they agree (radius + 1 if none)."""
     blocks = blocks_for(radius)

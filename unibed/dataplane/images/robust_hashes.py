@@ -29,6 +29,7 @@ benchmarks/bench_dedup_edits.py prints the cost next to the identity hash alone.
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +64,20 @@ MIN_BORDER_SHARE = 0.02
 MAX_BORDER_SHARE = 0.5
 # Odd horizontal frequencies change sign under a horizontal mirror.
 _MIRROR_SIGNS = np.where(np.arange(8) % 2 == 1, -1.0, 1.0)
+
+
+# A packed probe: its kind's index in PROBE_KINDS, then its 64-bit hash.
+_PACKED_PROBE = struct.Struct(">BQ")
+
+
+def pack_probes(probes: tuple[tuple[str, int], ...]) -> bytes:
+    """(kind, hash) pairs as 9 bytes each: one small object instead of a tuple, a string
+    and an int per probe (a build holds every image's probes until dedup)."""
+    return b"".join(_PACKED_PROBE.pack(PROBE_KINDS.index(kind), value) for kind, value in probes)
+
+
+def unpack_probes(packed: bytes) -> tuple[tuple[str, int], ...]:
+    return tuple((PROBE_KINDS[kind], value) for kind, value in _PACKED_PROBE.iter_unpack(packed))
 
 
 class Rule(NamedTuple):

@@ -1,8 +1,8 @@
 """The build's Beam graph, one composite transform per stage (composed in
 unibed/dataplane/build/pipeline.py):
 
-    elements.py       what flows between the stages: Candidate, Meta
-    read.py           ReadAndPreprocess: units -> candidates, rejections, counts
+    elements.py       what flows between the stages: Meta, WriteInput (Candidate inside Preprocess)
+    read.py           ReadAndPreprocess: units -> metas + write inputs, rejections, counts
     resolve.py        ResolveKeys: one input per key; duplicate ids, missing images
     dedup.py          Deduplicate: identical hashes, near duplicates, keep rule
     splits.py         AssignSplits: the survivors' train/validation split, per class

@@ -18,12 +18,12 @@ import apache_beam as beam
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from unibed.dataplane import storage
-from unibed.dataplane.build.graph.elements import EXCLUSION, Meta, keyed
+from unibed.dataplane.build.graph.elements import EXCLUSION, Meta
 from unibed.dataplane.dedup import keep_rule
 from unibed.dataplane.dedup.near_duplicates import NearDuplicatePairs
 from unibed.dataplane.dedup.probe_pairs import ProbePairs
 from unibed.dataplane.images.preprocess import Rejected, preprocess
-from unibed.dataplane.images.robust_hashes import IDENTITY, Rule, rules_from
+from unibed.dataplane.images.robust_hashes import IDENTITY, Rule, pack_probes, rules_from
 from unibed.schemas.errors import SchemaError
 from unibed.schemas.recipe import DedupSpec, ImageSpec
 
@@ -87,8 +87,8 @@ def read_exclusion_set(location: str, spec: ImageSpec) -> list[Meta]:
                 f"exclusion image {path} cannot be used: {result.reason.value}: {result.detail}"
             )
         key = f"{EXCLUSION}/{path}"
-        metas.append(Meta(key, EXCLUSION, EXCLUSION, result.phash, result.sha256,
-                          keep_rule.preference(True, 0, -1, key), result.probes))
+        metas.append(Meta(key, EXCLUSION, EXCLUSION, result.phash, bytes.fromhex(result.sha256),
+                          keep_rule.preference(True, 0, -1, key), pack_probes(result.probes)))
     return metas
 
 
@@ -214,13 +214,18 @@ class NearDuplicateDrops(beam.PTransform):
             pairs = (pairs, probe_pairs) | "AllPairs" >> beam.Flatten()
         edges = pairs | "Edges" >> beam.FlatMap(both_directions)
         return (
-            {"meta": metas | "MetaByKey" >> beam.Map(keyed), "pair": edges}
+            {"meta": metas | "NodeFacts" >> beam.Map(node_facts), "pair": edges}
             | "NodeJoin" >> beam.CoGroupByKey()
             | "Involved" >> beam.Filter(has_neighbours)
             | "Nodes" >> beam.Map(to_node)
             | "AllNodes" >> beam.combiners.ToList()
             | "KeepRule" >> beam.FlatMap(keep_rule.choose)
         )
+
+
+def node_facts(meta: Meta) -> tuple:
+    """(key, (preference, label)): what the keep rule needs of an image (not the whole Meta)."""
+    return meta.key, (meta.preference, meta.label)
 
 
 def key_and_phash(meta: Meta) -> tuple:
@@ -251,6 +256,6 @@ def has_neighbours(element) -> bool:
 
 def to_node(element) -> keep_rule.Node:
     key, grouped = element
-    (meta,) = grouped["meta"]
+    ((preference, label),) = grouped["meta"]
     neighbours = tuple(sorted(grouped["pair"]))
-    return keep_rule.Node(key, meta.preference, meta.label, neighbours)
+    return keep_rule.Node(key, preference, label, neighbours)

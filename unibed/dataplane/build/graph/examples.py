@@ -17,7 +17,7 @@ from unibed.schemas import features
 
 
 class ExampleInputs(NamedTuple):
-    candidates: PCollection  # Candidate: every image that decoded
+    write_inputs: PCollection  # (key, WriteInput): every image that decoded
     splits: PCollection  # (key, split): the images to write
     losing_inputs: PCollection  # (key, where): inputs that lost their key to another
 
@@ -46,20 +46,14 @@ class JoinSplits(beam.PTransform):
 
     def expand(self, inputs: ExampleInputs):
         losing = beam.pvalue.AsDict(inputs.losing_inputs | "LosingInput" >> beam.Map(as_present))
-        candidates = inputs.candidates | "CandidateByKey" >> beam.Map(keyed_candidate)
         examples = (
-            {"candidate": candidates, "split": inputs.splits}
+            {"candidate": inputs.write_inputs, "split": inputs.splits}
             | "SplitJoin" >> beam.CoGroupByKey()
             | "ToRecord" >> beam.ParDo(ToRecord(), losing_inputs=losing).with_outputs(
                 "written", main="record"
             )
         )
         return Examples(examples.record, examples.written)
-
-
-def keyed_candidate(candidate: Candidate) -> tuple:
-    """(key, WriteInput): only what ToRecord needs crosses the split join."""
-    return candidate.key, candidate.write_input()
 
 
 def as_present(key_and_where: tuple) -> tuple:

@@ -1,6 +1,8 @@
 """ReadAndPreprocess: every unit read, the recipe's selection kept, each kept
 image preprocessed into a Candidate (hashes, metadata, and a reference to its
-serialized Example, written to a work file: unibed/dataplane/build/payload.py).
+serialized Example, written to a work file: unibed/dataplane/build/payload.py),
+which leaves as the two small records its two readers need: (key, (where,
+Meta)) for ResolveKeys and (key, WriteInput) for the split join.
 
 The plan's indexes and selections are staged as `_work/read_context.pickle`
 and reach the read step as a side input, so the job graph stays small.
@@ -64,7 +66,8 @@ def load_read_context(path: str) -> ReadContext:
 class Read(NamedTuple):
     """ReadAndPreprocess's outputs."""
 
-    candidates: PCollection  # Candidate
+    metas: PCollection  # (key, (where, Meta)): every image that decoded
+    write_inputs: PCollection  # (key, WriteInput): the same images, as the split join needs them
     rejected: PCollection  # Rejection: unreadable inputs and images preprocessing refused
     wanted: PCollection  # str: every key a listing layout promised ('source/image_id')
     inputs: PCollection  # str: the source of every input accounted for, once each
@@ -103,14 +106,14 @@ class ReadAndPreprocess(beam.PTransform):
         )
         processed = read.image | "Preprocess" >> beam.ParDo(
             Preprocess(self._recipe, self._label_map, self._work, self._heldout)
-        ).with_outputs("rejected", main="candidate")
+        ).with_outputs("rejected", "write_input", main="meta")
         rejected = (read.rejected, processed.rejected) | "AllRejected" >> beam.Flatten()
         wanted = (
             context
             | "Wanted" >> beam.FlatMap(ReadContext.wanted_keys)
             | "SpreadWanted" >> beam.Reshuffle()
         )
-        return Read(processed.candidate, rejected, wanted, read.input, read.not_selected)
+        return Read(processed.meta, processed.write_input, rejected, wanted, read.input, read.not_selected)
 
 
 class ReadSelected(beam.DoFn):
@@ -173,7 +176,8 @@ def _not_selected(item: SourceImage) -> Iterable:
 
 
 class Preprocess(beam.DoFn):
-    """SourceImage -> Candidate, or a Rejection (tagged 'rejected') for an image the spec refuses.
+    """SourceImage -> (key, (where, Meta)) and (key, WriteInput) (tagged 'write_input'), or a
+    Rejection (tagged 'rejected') for an image the spec refuses.
 
     Each bundle appends its Examples to a work file of its own, closed in
     finish_bundle. Candidates leave before that, but nothing reads the file in
@@ -209,7 +213,9 @@ class Preprocess(beam.DoFn):
                 "rejected", Rejection(record.source, record.image_id, result.reason, result.detail, where)
             )
             return
-        yield self._candidate(record, result)
+        candidate = self._candidate(record, result)
+        yield candidate.key, (candidate.where, candidate.meta())
+        yield TaggedOutput("write_input", (candidate.key, candidate.write_input()))
 
     def _candidate(self, record: SourceRecord, image: ProcessedImage) -> Candidate:
         pixels = image.source_width * image.source_height

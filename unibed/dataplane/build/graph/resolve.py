@@ -12,7 +12,6 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.pvalue import PCollection, TaggedOutput
 
-from unibed.dataplane.build.graph.elements import Candidate
 from unibed.dataplane.build.graph.read import Read
 from unibed.schemas.source_record import Rejection, RejectReason
 
@@ -31,7 +30,7 @@ class ResolveKeys(beam.PTransform):
     def expand(self, read: Read):
         resolved = (
             {
-                "meta": read.candidates | "Meta" >> beam.Map(keyed_meta),
+                "meta": read.metas,
                 "wanted": read.wanted | "KeyWanted" >> beam.Map(key_only),
                 "seen": read.rejected | "SeenKey" >> beam.Map(rejected_key),
             }
@@ -42,11 +41,6 @@ class ResolveKeys(beam.PTransform):
         )
         rejected = (read.rejected, resolved.rejected) | "AllRejected" >> beam.Flatten()
         return Resolved(resolved.meta, rejected, resolved.losing_input)
-
-
-def keyed_meta(candidate: Candidate) -> tuple:
-    """(key, (where, Meta)): the location travels beside the Meta, for this join only."""
-    return candidate.key, (candidate.where, candidate.meta())
 
 
 def key_only(key: str) -> tuple:
