@@ -44,7 +44,7 @@ def test_preprocess_passes_on_small_records_and_a_reference_to_the_example(sampl
                     processed.probes)  # the same fields as tuples of (kind, hash) and hex
         assert len(coder.encode(meta)) < 0.8 * len(coder.encode(unpacked))
         assert len(coder.encode(tagged.value)) < len(where) + len(key) + 150
-    assert os.listdir(tmp_path / "_work" / "payload") == [made[0][2].value[1][3].file]  # one per bundle
+    assert os.listdir(tmp_path / "_work" / "payload") == [made[0][2].value[1][3][0]]  # one per bundle
     refs = [tagged.value[1][3] for _, _, tagged in made]
     backwards = list(read_in_order(work, refs[::-1], batch_bytes=3000))
     for (item, (key, _), _), example in zip(reversed(made), backwards, strict=True):

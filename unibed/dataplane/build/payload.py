@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from unibed.dataplane import storage
 
@@ -29,12 +29,11 @@ BATCH_BYTES = 16 * 1024 * 1024
 LOCAL_BATCH_BYTES = 1024 * 1024
 
 
-class PayloadRef(NamedTuple):
-    """Where one serialized Example lies in a work file."""
-
-    file: str  # its name in the work folder's payload folder (short: it is in every reference)
-    offset: int
-    length: int
+# Where one serialized Example lies in a work file: (file, offset, length), the file by its
+# name in the work folder's payload folder (short: it is in every reference). A plain
+# tuple, which Beam encodes natively: a NamedTuple would be pickled each time it crosses
+# a stage (5 times per image).
+PayloadRef = tuple[str, int, int]
 
 
 class PayloadWriter:
@@ -50,7 +49,7 @@ class PayloadWriter:
         if self._file is None:
             self._file = storage.open_write(self._path)
         self._file.write(data)
-        ref = PayloadRef(self._name, self._offset, len(data))
+        ref = (self._name, self._offset, len(data))
         self._offset += len(data)
         return ref
 
@@ -73,7 +72,7 @@ def read_in_order(
     held = 0
     for ref in refs:
         batch.append(ref)
-        held += ref.length
+        held += ref[2]
         if held >= batch_bytes:
             yield from _read_batch(work, batch)
             batch, held = [], 0
@@ -82,8 +81,8 @@ def read_in_order(
 
 def _read_batch(work: str, refs: list[PayloadRef]) -> list[bytes]:
     by_file: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-    for position, ref in enumerate(refs):
-        by_file[ref.file].append((ref.offset, ref.length, position))
+    for position, (name, offset, length) in enumerate(refs):
+        by_file[name].append((offset, length, position))
     out: list[bytes] = [b""] * len(refs)
     for name, wanted in by_file.items():
         wanted.sort()

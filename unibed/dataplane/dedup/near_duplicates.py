@@ -132,7 +132,7 @@ class NearDuplicatePairs(beam.PTransform):
         self.plan_for = plan_for
 
     def expand(self, images):
-        by_value = images | "ByValue" >> beam.Map(lambda kv: (_signed(kv[1]), kv[0]))
+        by_value = images | "ByValue" >> beam.Map(lambda kv: (signed_hash(kv[1]), kv[0]))
         groups = by_value | "SameValue" >> beam.GroupByKey()
         identical = groups | "IdenticalPairs" >> beam.FlatMap(_identical_pairs)
         values = groups | "Values" >> beam.Keys()
@@ -177,7 +177,7 @@ class NearDuplicatePairs(beam.PTransform):
 # ---------------------------------------------------------------- pipeline steps
 
 
-def _signed(phash: int) -> int:
+def signed_hash(phash: int) -> int:
     """The hash as int64 (Beam encodes these deterministically, as group keys must be)."""
     value = phash & _UNSIGNED
     return value - (1 << VALUE_BITS) if value >> (VALUE_BITS - 1) else value

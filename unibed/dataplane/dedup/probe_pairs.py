@@ -53,12 +53,14 @@ from unibed.dataplane.dedup.probe_search import (
 from unibed.dataplane.images.robust_hashes import Rule
 
 _TARGET, _PROBE = 0, 1
+_UNSIGNED = (1 << 64) - 1
 # Images per bucket and block, about, below 2^21 * this many images (`coarse_shift`).
 IMAGES_PER_BUCKET = 16
 
 
 class ProbePairs(beam.PTransform):
-    """(image_key, ((kind, hash), ...)) -> (key_a, key_b, distance, probe kind), key_a < key_b."""
+    """(image_key, ((kind, hash), ...)) -> (key_a, key_b, distance, probe kind), key_a < key_b.
+    A hash is a 64-bit value, unsigned or as int64 (which Beam encodes without pickling)."""
 
     def __init__(self, rules: tuple[Rule, ...]):
         super().__init__()
@@ -104,6 +106,7 @@ def bucket_records(image, rules: tuple[Rule, ...], images: int | None = None):
             role = group.roles.get(kind)
             if role is None:
                 continue
+            value &= _UNSIGNED  # an int64 hash as its unsigned twin: the same 64 bits
             record = _pack(role, encoded_key, value, group.kind_indexes[kind])
             for block, shift, mask, coarse in group.blocks:
                 yield _bucket_key(group.target_index, group.radius, block, ((value >> shift) & mask) >> coarse), record
@@ -177,21 +180,13 @@ def _bucket_key(target_index: int, radius: int, block: int, block_value: int) ->
 
 
 def _pack(role: int, encoded_key: bytes, value: int, kind_index: int) -> bytes:
-    """(role, key, hash, kind) as bytes: role (+ 2 if the hash is negative), kind index,
-    the hash's 8 bytes, then the key."""
-    negative = value < 0
-    return (
-        bytes((role + 2 * negative, kind_index))
-        + value.to_bytes(8, "big", signed=negative)
-        + encoded_key
-    )
+    """(role, key, hash, kind) as bytes: role, kind index, the hash's 8 bytes, then the key."""
+    return bytes((role, kind_index)) + value.to_bytes(8, "big") + encoded_key
 
 
 def _unpack(record: bytes, kinds: tuple[str, ...]) -> tuple:
     """`_pack`'s bytes back to (role, key, hash, kind)."""
-    role, negative = record[0] % 2, record[0] >= 2
-    value = int.from_bytes(record[2:10], "big", signed=negative)
-    return role, record[10:].decode("utf-8"), value, kinds[record[1]]
+    return record[0], record[10:].decode("utf-8"), int.from_bytes(record[2:10], "big"), kinds[record[1]]
 
 
 _BUCKET = struct.Struct(">BBBQ")

@@ -20,7 +20,7 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 from unibed.dataplane import storage
 from unibed.dataplane.build.graph.elements import EXCLUSION, Meta
 from unibed.dataplane.dedup import keep_rule
-from unibed.dataplane.dedup.near_duplicates import NearDuplicatePairs
+from unibed.dataplane.dedup.near_duplicates import NearDuplicatePairs, signed_hash
 from unibed.dataplane.dedup.probe_pairs import ProbePairs
 from unibed.dataplane.images.preprocess import Rejected, preprocess
 from unibed.dataplane.images.robust_hashes import IDENTITY, Rule, pack_probes, rules_from
@@ -151,7 +151,8 @@ class CollapseIdenticalHashes(beam.PTransform):
 
 
 def keyed_by_phash(meta: Meta) -> tuple:
-    return meta.phash, meta
+    """As int64: Beam encodes a larger int (half of all pHashes) by pickling it."""
+    return signed_hash(meta.phash), meta
 
 
 def keyed_by_sha256(meta: Meta) -> tuple:
@@ -233,8 +234,10 @@ def key_and_phash(meta: Meta) -> tuple:
 
 
 def key_and_hashes(meta: Meta) -> tuple:
-    """Every hash of the image, its pHash as kind IDENTITY."""
-    return meta.key, ((IDENTITY, meta.phash), *meta.probes)
+    """Every hash of the image, its pHash as kind IDENTITY; as int64, which Beam encodes
+    natively (it pickles larger ints: this shuffle would pickle ~4 per image)."""
+    hashes = ((IDENTITY, meta.phash), *meta.probes)
+    return meta.key, tuple((kind, signed_hash(value)) for kind, value in hashes)
 
 
 def with_kind(pair: tuple, kind: str) -> tuple:

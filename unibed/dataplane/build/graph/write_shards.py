@@ -53,7 +53,8 @@ class WriteShards(beam.PTransform):
 
 def split_and_size(record: Record) -> tuple:
     """(split, (bytes, records)), to be summed per split."""
-    return record.split, (record.payload.length, 1)
+    _, _, length = record.payload
+    return record.split, (length, 1)
 
 
 def shard_count(split_total: tuple, spec: ShardSpec) -> tuple:
