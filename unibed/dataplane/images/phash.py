@@ -28,8 +28,9 @@ DCT_SIDE = HASH_SIDE * 4  # imagehash's highfreq_factor=4: the hash comes from a
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point weights (Resample.c)
 _LANCZOS_SUPPORT = 3.0
 # Output pixels per matrix product. Each output reads only a window of the input, so
-# small bands skip the zeros of the weight matrix.
-_BAND = 4
+# small bands skip the zeros of the weight matrix; too small, and each product is too thin
+# for BLAS: 8 resized 500x375..800x600 images 25% faster than 4 (and than 6 or 12).
+_BAND = 8
 # OpenBLAS runs a product of m*n*k <= 4 * 65536 on the calling thread: no thread start-up,
 # no oversubscription (threads made phash 3x slower from 1000-px-wide images on 2 cores).
 _SINGLE_THREADED_PRODUCT = 4 * 65536
