@@ -13,6 +13,7 @@ import apache_beam as beam
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.build.graph.join import by_tag, tagged
 from unibed.dataplane.build.graph.read import Read
 from unibed.schemas.source_record import Rejection, RejectReason
 
@@ -21,7 +22,7 @@ class Resolved(NamedTuple):
     """ResolveKeys' outputs."""
 
     metas: PCollection  # Meta: one per key
-    rejected: PCollection  # Rejection: every rejection so far (read's and these)
+    rejected: tuple[PCollection, ...]  # Rejection: every rejection so far (read's, these)
     losing_inputs: PCollection  # (key, where): the inputs a key's winner beat, never to be written
 
 
@@ -30,18 +31,19 @@ class ResolveKeys(beam.PTransform):
 
     def expand(self, read: Read):
         resolved = (
-            {
-                "meta": read.candidates | "Meta" >> beam.Map(keyed_meta),
-                "wanted": read.wanted | "KeyWanted" >> beam.Map(key_only),
-                "seen": read.rejected | "SeenKey" >> beam.Map(rejected_key),
-            }
-            | "ByKey" >> beam.CoGroupByKey()
+            (
+                read.candidates | "Meta" >> beam.Map(tagged, "meta", keyed_meta),
+                read.wanted | "KeyWanted" >> beam.Map(tagged, "wanted", key_only),
+                read.rejected | "SeenKey" >> beam.Map(tagged, "seen", rejected_key),
+            )
+            | "Tagged" >> beam.Flatten()
+            | "ByKey" >> beam.GroupByKey()
             | "Resolve" >> beam.FlatMap(resolve_key).with_outputs(
                 "rejected", "losing_input", main="meta"
             )
         )
-        rejected = (read.rejected, resolved.rejected) | "AllRejected" >> beam.Flatten()
-        return Resolved(resolved.meta, rejected, resolved.losing_input)
+        # two collections, not one Flatten: its writer flattens them with the other side products
+        return Resolved(resolved.meta, (read.rejected, resolved.rejected), resolved.losing_input)
 
 
 def keyed_meta(candidate: Candidate) -> tuple:
@@ -60,7 +62,8 @@ def rejected_key(rejection: Rejection) -> tuple:
 def resolve_key(element):
     """One input per key: the first by location wins, later ones are DUPLICATE_ID;
     a wanted key nobody read is MISSING_IMAGE."""
-    key, grouped = element
+    key, values = element
+    grouped = by_tag(values, "meta", "wanted", "seen")
     source, _, image_id = key.partition("/")
     located = sorted(grouped["meta"], key=lambda where_meta: where_meta[0])
     # no meta but rejected earlier: reported there already
