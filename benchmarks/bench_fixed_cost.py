@@ -75,10 +75,6 @@ def probe_build(sample: str, output: str) -> None:
     result = build_dataset(recipe, config, None, BuildHooks(run_stage=run_stage))
     assert result.status == "built", result.status
     assert "tensorflow" not in sys.modules and "prefect" not in sys.modules  # a direct build needs neither
-    from unibed.cli.deferred_imports import DEFERRED
-
-    loaded = [n for n in DEFERRED if type(sys.modules.get(n)) is type(sys)]
-    assert not loaded, f"a local build loaded cloud clients it never uses: {loaded}"
     print(json.dumps(phases.rows + fixed.rows))
 
 

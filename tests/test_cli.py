@@ -63,31 +63,3 @@ def test_inspect_reports_a_bad_recipe_clearly(tmp_path):
     done = _unibed("inspect", "--recipe", str(recipe))
     assert done.returncode == 2
     assert "sources.0.location" in done.stderr and "Traceback" not in done.stderr
-
-
-_DEFERRED_CHECK = """
-import sys, types
-import unibed.cli.main  # what every `unibed` command imports first
-from unibed.cli.deferred_imports import DEFERRED
-assert "apache_beam" in sys.modules
-print(sorted(n for n in DEFERRED if type(sys.modules.get(n)) is not types.ModuleType))
-# Beam's own bindings load them when used: BigQuery, its Storage API, Pub/Sub, the Dataflow client
-from apache_beam.io.gcp import bigquery, bigquery_tools, pubsub
-from apache_beam.runners.dataflow import dataflow_runner
-used = (bigquery_tools.gcp_bigquery.Client, bigquery.bq_storage.BigQueryReadClient,
-        pubsub.pubsub.PublisherClient, dataflow_runner.dataflow_api.JobsV1Beta3Client)
-print(sorted(n for n in DEFERRED if type(sys.modules.get(n)) is not types.ModuleType))
-"""
-
-
-def test_the_command_defers_cloud_clients_beam_imports_but_no_step_uses():
-    """~0.6 s of every command's start-up (unibed/cli/deferred_imports.py); a Beam
-    upgrade that reads one of them at import time shows here, as does one whose
-    bindings no longer load them when used."""
-    done = subprocess.run([sys.executable, "-c", _DEFERRED_CHECK], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    deferred, after_use = (json.loads(line.replace("'", '"')) for line in done.stdout.splitlines()[-2:])
-    assert deferred == sorted(["google.cloud.bigquery", "google.cloud.bigquery_storage_v1", "google.cloud.pubsub",
-                               "google.cloud.dataflow"])
-    assert after_use == []
