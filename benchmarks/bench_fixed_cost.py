@@ -187,7 +187,20 @@ def selected_images(sample: str) -> list[bytes]:
     return [item.data for item in items if not isinstance(preprocess(item.data, recipe.image), Rejected)]
 
 
+def bytecode_state() -> str:
+    """Whether imports read cached bytecode: without it (a venv installed without
+    bytecode and PYTHONDONTWRITEBYTECODE set) every process compiles Beam afresh."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("apache_beam.pipeline")
+    cached = spec is not None and spec.cached is not None and os.path.exists(spec.cached)
+    return ("imports read cached bytecode" if cached else
+            "no cached bytecode: every process compiles its imports (PYTHONDONTWRITEBYTECODE="
+            f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}; `make setup` compiles the venv)")
+
+
 def report(build_rows, prefect_rows, direct, flow, plain: float) -> None:
+    print(bytecode_state())
     print(f"{'phase':64} {'CPU s':>7} {'wall s':>7}")
     for name, cpu, wall in [*build_rows, *prefect_rows]:
         print(f"{name:64} {cpu:7.2f} {wall:7.2f}")
