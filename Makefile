@@ -21,10 +21,14 @@ system-deps:
 	@test -d .tools/node_modules/@cdktf/hcl-tools || npm install --silent --no-audit --no-fund \
 	  --prefix .tools @cdktf/hcl-tools@0.21.0
 
-# uv comes from PyPI through pip; it then installs exactly what uv.lock pins.
+# uv comes from PyPI through pip; it then installs exactly what uv.lock pins,
+# compiled to bytecode: uv installs without it, and where Python may not write
+# it (PYTHONDONTWRITEBYTECODE, a read-only venv) every command compiled Beam's
+# ~1,900 modules afresh: 2.7 s of CPU of `unibed build`'s start-up
+# (benchmarks/bench_fixed_cost.py, DESIGN.md "Fixed cost").
 .venv/.synced: pyproject.toml uv.lock
 	$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) sync --frozen --all-extras --python 3.11
+	$(UV) sync --frozen --all-extras --python 3.11 --compile-bytecode
 	touch $@
 
 demo: setup

@@ -3,7 +3,7 @@
 run directly (the default without a Prefect API) and as the Prefect flow on
 Prefect's temporary server (`--prefect`).
 
-    .venv/bin/python -m benchmarks.bench_fixed_cost [--sample out/bench-sample]   (about 5 minutes)
+    .venv/bin/python -m benchmarks.bench_fixed_cost [--sample out/bench-sample] [--no-prefect]   (about 2 minutes)
 
 CPU is user+sys of the process and its waited-for children (getrusage); the
 phases run in a fresh process, as a user's command does:
@@ -15,7 +15,13 @@ phases run in a fresh process, as a user's command does:
   teardown, cold) and the pipeline's construction (graph + staged read
   context, not run); the rest of beam-build is the images' share;
 - Prefect: its import and one temporary server start + stop (what a flow run
-  without PREFECT_API_URL pays first).
+  without PREFECT_API_URL pays first);
+- the plain per-image loop: the plainest Python doing the work no build can
+  avoid (read, Pillow draft decode, pHash with imagehash, JPEG encode;
+  bench_build_scale.plain_code) on the images the sample build preprocesses.
+  The whole command minus that loop is the honest fixed cost: "images" above
+  (beam-build minus its measured fixed part) also holds Beam's cost of running
+  the graph's stages.
 """
 
 from __future__ import annotations
@@ -141,7 +147,60 @@ def whole_command(sample: str, *extra: str) -> tuple[float, float]:
     return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), wall
 
 
-def report(build_rows, prefect_rows, direct, flow) -> None:
+def plain_loop(sample: str) -> float:
+    """CPU of the plain per-image loop over the images the sample build
+    preprocesses: those its recipe selects that decode (the rejected few
+    never reach the image work). In a fresh process, as the build's probe."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_fixed_cost", "--probe", "plain",
+                           "--sample", sample], capture_output=True, text=True, check=True, env=_env())
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def probe_plain(sample: str) -> None:
+    from benchmarks.bench_build_scale import plain_code
+
+    folder = tempfile.mkdtemp(prefix="unibed-bench-plain-")
+    paths = []
+    for n, data in enumerate(selected_images(sample)):
+        paths.append(os.path.join(folder, f"{n:05d}"))
+        with open(paths[-1], "wb") as f:
+            f.write(data)
+    print(json.dumps(plain_code(paths)))
+
+
+def selected_images(sample: str) -> list[bytes]:
+    """The bytes of every image the sample build reads and keeps, that decodes,
+    chosen by the build's own read step (ReadSelected) from the build's plan."""
+    from unibed.dataplane.build.graph.read import ReadContext, ReadSelected
+    from unibed.dataplane.build.launcher import plan_build
+    from unibed.dataplane.images.preprocess import Rejected, preprocess
+    from unibed.flows.build_parameters import check_parameters
+    from unibed.schemas.source_record import SourceImage
+
+    recipe, _ = check_parameters("recipes/sample.yaml", tempfile.mkdtemp(prefix="unibed-bench-plain-"),
+                                 {s: f"{sample}/{s}" for s in SOURCES}, "local", None)
+    plan = plan_build(recipe, lambda message: None)
+    context = ReadContext(plan.indexes, {s.source: s for s in plan.selections})
+    read = ReadSelected(recipe.split.salt, recipe.image.max_input_bytes)
+    units = [u for s in recipe.sources for u in plan.indexes[s.name].units]
+    items = [item for unit in units for item in read.process(unit, context) if isinstance(item, SourceImage)]
+    return [item.data for item in items if not isinstance(preprocess(item.data, recipe.image), Rejected)]
+
+
+def bytecode_state() -> str:
+    """Whether imports read cached bytecode: without it (a venv installed without
+    bytecode and PYTHONDONTWRITEBYTECODE set) every process compiles Beam afresh."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("apache_beam.pipeline")
+    cached = spec is not None and spec.cached is not None and os.path.exists(spec.cached)
+    return ("imports read cached bytecode" if cached else
+            "no cached bytecode: every process compiles its imports (PYTHONDONTWRITEBYTECODE="
+            f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}; `make setup` compiles the venv)")
+
+
+def report(build_rows, prefect_rows, direct, flow, plain: float) -> None:
+    print(bytecode_state())
     print(f"{'phase':64} {'CPU s':>7} {'wall s':>7}")
     for name, cpu, wall in [*build_rows, *prefect_rows]:
         print(f"{name:64} {cpu:7.2f} {wall:7.2f}")
@@ -151,26 +210,34 @@ def report(build_rows, prefect_rows, direct, flow) -> None:
     print(f"\nimages (beam-build minus its fixed part): {images:.2f} s CPU")
     for label, (cpu, wall) in (("unibed build (direct, the default)", direct), ("unibed build --prefect", flow)):
         print(f"{label:40} {cpu:6.2f} s CPU ({cpu - images:6.2f} s outside the images), {wall:6.1f} s wall")
+    print(f"\nplain per-image loop on the build's images (read, draft decode, imagehash pHash, JPEG encode): "
+          f"{plain:.2f} s CPU")
+    print(f"{'outside the images (total minus the plain per-image loop)':64} {direct[0] - plain:7.2f} s CPU "
+          f"(direct; --prefect: {flow[0] - plain:.2f})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sample", default="out/bench-sample")
-    parser.add_argument("--probe", choices=("build", "prefect"))
+    parser.add_argument("--probe", choices=("build", "prefect", "plain"))
+    parser.add_argument("--no-prefect", action="store_true", help="skip the Prefect rows (about 40 s CPU)")
     parser.add_argument("--output")
     args = parser.parse_args()
     if args.probe == "build":
         return probe_build(args.sample, args.output)
     if args.probe == "prefect":
         return probe_prefect()
+    if args.probe == "plain":
+        return probe_plain(args.sample)
     if not os.path.exists(os.path.join(args.sample, "ground_truth.json")):
         from unibed.sample import generate_sample
 
         generate_sample(args.sample)
     build_rows = run_probe("--probe", "build", "--sample", args.sample,
                            "--output", tempfile.mkdtemp(prefix="unibed-bench-fixed-"))
-    prefect_rows = run_probe("--probe", "prefect")
-    report(build_rows, prefect_rows, whole_command(args.sample), whole_command(args.sample, "--prefect"))
+    prefect_rows = [] if args.no_prefect else run_probe("--probe", "prefect")
+    flow = (float("nan"), float("nan")) if args.no_prefect else whole_command(args.sample, "--prefect")
+    report(build_rows, prefect_rows, whole_command(args.sample), flow, plain_loop(args.sample))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def duplicate_sheet(groups, images: dict[str, bytes]) -> bytes:
             draw.text((x, y + THUMB + 2), caption, fill=colour)
             draw.text((x, y + THUMB + 13), key.split("/", 1)[-1][-16:], fill=(60, 60, 60))
     out = io.BytesIO()
-    sheet.save(out, format="PNG", optimize=True)
+    # zlib's default level: optimize=True (level 9) took 0.25 s of a sample build's CPU for a 3 % smaller file
+    sheet.save(out, format="PNG")
     return out.getvalue()
 
 

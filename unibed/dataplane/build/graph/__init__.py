@@ -9,4 +9,5 @@ unibed/dataplane/build/pipeline.py):
     examples.py       JoinSplits: image x split -> Record (a reference to its Example)
     write_shards.py   WriteShards: records -> train-*/validation-* shards
     side_products.py  WriteSideProducts and their readers (JSON lines in the work folder)
+    join.py           the joins' tagging: CoGroupByKey's result in fewer steps
 """

@@ -19,6 +19,7 @@ from apache_beam.pvalue import PCollection, TaggedOutput
 
 from unibed.dataplane import storage
 from unibed.dataplane.build.graph.elements import EXCLUSION, Meta
+from unibed.dataplane.build.graph.join import by_tag, tagged
 from unibed.dataplane.dedup import keep_rule
 from unibed.dataplane.dedup.near_duplicates import NearDuplicatePairs, signed_hash
 from unibed.dataplane.dedup.probe_pairs import ProbePairs
@@ -49,11 +50,12 @@ class Deduplicate(beam.PTransform):
             excluded = metas.pipeline | "Exclusions" >> beam.Create(exclusions)
             metas = (metas, excluded) | "WithExclusions" >> beam.Flatten()
         drops = self._drops(metas)
-        by_key = metas | "SourceAndLabelByKey" >> beam.Map(source_and_label)
-        dropped = drops | "DroppedKey" >> beam.Map(dropped_key)
+        by_key = metas | "SourceAndLabelByKey" >> beam.Map(tagged, "meta", source_and_label)
+        dropped = drops | "DroppedKey" >> beam.Map(tagged, "dropped", dropped_key)
         survivors = (
-            {"meta": by_key, "dropped": dropped}
-            | "DropJoin" >> beam.CoGroupByKey()
+            (by_key, dropped)
+            | "DropTagged" >> beam.Flatten()
+            | "DropJoin" >> beam.GroupByKey()
             | "Survivors" >> beam.FlatMap(survivors_of)
         )
         return Deduplicated(survivors, drops)
@@ -107,7 +109,8 @@ def source_and_label(meta: Meta) -> tuple:
 
 def survivors_of(element) -> list[tuple[str, str]]:
     """A key nobody dropped survives, as (label, key), unless it is an exclusion image."""
-    key, grouped = element
+    key, values = element
+    grouped = by_tag(values, "meta", "dropped")
     if grouped["dropped"]:
         return []
     return [(label, key) for source, label in grouped["meta"] if source != EXCLUSION]
@@ -215,12 +218,14 @@ class NearDuplicateDrops(beam.PTransform):
             pairs = (pairs, probe_pairs) | "AllPairs" >> beam.Flatten()
         edges = pairs | "Edges" >> beam.FlatMap(both_directions)
         return (
-            {"meta": metas | "NodeFacts" >> beam.Map(node_facts), "pair": edges}
-            | "NodeJoin" >> beam.CoGroupByKey()
-            | "Involved" >> beam.Filter(has_neighbours)
-            | "Nodes" >> beam.Map(to_node)
-            | "AllNodes" >> beam.combiners.ToList()
-            | "KeepRule" >> beam.FlatMap(keep_rule.choose)
+            (metas | "NodeFacts" >> beam.Map(tagged, "meta", node_facts), edges)
+            | "NodeTagged" >> beam.Flatten()
+            | "NodeJoin" >> beam.GroupByKey()
+            | "Nodes" >> beam.FlatMap(node_of)
+            # one group: the keep rule visits every involved image (a GroupByKey,
+            # not combiners.ToList, which adds two stages for an empty input's [])
+            | "AllNodes" >> beam.GroupByKey()
+            | "KeepRule" >> beam.FlatMap(keep_rule_of_group)
         )
 
 
@@ -245,20 +250,28 @@ def with_kind(pair: tuple, kind: str) -> tuple:
 
 
 def both_directions(pair: tuple) -> list:
-    """(a, b, distance, kind) -> each image's neighbour (other key, distance, kind); kind
-    as duplicates.csv names it: "near" for the pHashes, "near:<probe kind>" for a probe."""
+    """(a, b, distance, kind) -> each image's neighbour (other key, distance, kind), tagged
+    "pair" for the node join; kind as duplicates.csv names it: "near" for the pHashes,
+    "near:<probe kind>" for a probe."""
     key_a, key_b, distance, kind = pair
     named = IDENTITY if kind == IDENTITY else f"{IDENTITY}:{kind}"
-    return [(key_a, (key_b, distance, named)), (key_b, (key_a, distance, named))]
+    return [(key_a, ("pair", (key_b, distance, named))), (key_b, ("pair", (key_a, distance, named)))]
 
 
-def has_neighbours(element) -> bool:
-    _, grouped = element
-    return len(grouped["pair"]) > 0
+_ALL = "all"  # the single key of the keep rule's group
 
 
-def to_node(element) -> keep_rule.Node:
-    key, grouped = element
+def node_of(element) -> list[tuple[str, keep_rule.Node]]:
+    """(_ALL, Node) for an image with a near neighbour; nothing for the others."""
+    key, values = element
+    grouped = by_tag(values, "meta", "pair")
+    if not grouped["pair"]:
+        return []
     ((preference, label),) = grouped["meta"]
     neighbours = tuple(sorted(grouped["pair"]))
-    return keep_rule.Node(key, preference, label, neighbours)
+    return [(_ALL, keep_rule.Node(key, preference, label, neighbours))]
+
+
+def keep_rule_of_group(element) -> list[keep_rule.Drop]:
+    _, nodes = element
+    return keep_rule.choose(list(nodes))

@@ -12,13 +12,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from unibed.dataplane.build.graph.elements import Candidate
+from unibed.dataplane.build.graph.join import by_tag, tagged_pair
 from unibed.dataplane.build.payload import PayloadRef
 from unibed.schemas import features
 
 
 class ExampleInputs(NamedTuple):
     write_inputs: PCollection  # (key, WriteInput): every image that decoded
-    splits: PCollection  # (key, split): the images to write
+    splits: PCollection  # (key, ("split", split)): the images to write (AssignSplits)
     losing_inputs: PCollection  # (key, where): inputs that lost their key to another
 
 
@@ -46,9 +47,11 @@ class JoinSplits(beam.PTransform):
 
     def expand(self, inputs: ExampleInputs):
         losing = beam.pvalue.AsDict(inputs.losing_inputs | "LosingInput" >> beam.Map(as_present))
+        candidates = inputs.write_inputs | "CandidateByKey" >> beam.Map(tagged_pair, "candidate")
         examples = (
-            {"candidate": inputs.write_inputs, "split": inputs.splits}
-            | "SplitJoin" >> beam.CoGroupByKey()
+            (candidates, inputs.splits)
+            | "SplitTagged" >> beam.Flatten()
+            | "SplitJoin" >> beam.GroupByKey()
             | "ToRecord" >> beam.ParDo(ToRecord(), losing_inputs=losing).with_outputs(
                 "written", main="record"
             )
@@ -67,8 +70,9 @@ class ToRecord(beam.DoFn):
         self._written = Metrics.counter("build", "records_written")
 
     def process(self, element, losing_inputs: dict):
-        key, grouped = element
-        splits = list(grouped["split"])
+        key, values = element
+        grouped = by_tag(values, "candidate", "split")
+        splits = grouped["split"]
         if splits:  # no split: dropped as a duplicate, or an exclusion image
             ((_, source, label, payload),) = [
                 c for c in grouped["candidate"] if (key, c[0]) not in losing_inputs

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.pvalue import PCollection, TaggedOutput
 
+from unibed.dataplane.build.graph.join import by_tag, tagged, tagged_pair
 from unibed.dataplane.build.graph.read import Read
 from unibed.schemas.source_record import Rejection, RejectReason
 
@@ -20,7 +21,7 @@ class Resolved(NamedTuple):
     """ResolveKeys' outputs."""
 
     metas: PCollection  # Meta: one per key
-    rejected: PCollection  # Rejection: every rejection so far (read's and these)
+    rejected: tuple[PCollection, ...]  # Rejection: every rejection so far (read's, these)
     losing_inputs: PCollection  # (key, where): the inputs a key's winner beat, never to be written
 
 
@@ -29,18 +30,19 @@ class ResolveKeys(beam.PTransform):
 
     def expand(self, read: Read):
         resolved = (
-            {
-                "meta": read.metas,
-                "wanted": read.wanted | "KeyWanted" >> beam.Map(key_only),
-                "seen": read.rejected | "SeenKey" >> beam.Map(rejected_key),
-            }
-            | "ByKey" >> beam.CoGroupByKey()
+            (
+                read.metas | "Meta" >> beam.Map(tagged_pair, "meta"),
+                read.wanted | "KeyWanted" >> beam.Map(tagged, "wanted", key_only),
+                read.rejected | "SeenKey" >> beam.Map(tagged, "seen", rejected_key),
+            )
+            | "Tagged" >> beam.Flatten()
+            | "ByKey" >> beam.GroupByKey()
             | "Resolve" >> beam.FlatMap(resolve_key).with_outputs(
                 "rejected", "losing_input", main="meta"
             )
         )
-        rejected = (read.rejected, resolved.rejected) | "AllRejected" >> beam.Flatten()
-        return Resolved(resolved.meta, rejected, resolved.losing_input)
+        # two collections, not one Flatten: its writer flattens them with the other side products
+        return Resolved(resolved.meta, (read.rejected, resolved.rejected), resolved.losing_input)
 
 
 def key_only(key: str) -> tuple:
@@ -54,7 +56,8 @@ def rejected_key(rejection: Rejection) -> tuple:
 def resolve_key(element):
     """One input per key: the first by location wins, later ones are DUPLICATE_ID;
     a wanted key nobody read is MISSING_IMAGE."""
-    key, grouped = element
+    key, values = element
+    grouped = by_tag(values, "meta", "wanted", "seen")
     source, _, image_id = key.partition("/")
     located = sorted(grouped["meta"], key=lambda where_meta: where_meta[0])
     # no meta but rejected earlier: reported there already

@@ -12,7 +12,8 @@ from unibed.schemas.recipe import SplitSpec
 
 
 class AssignSplits(beam.PTransform):
-    """(label, key) -> (key, split) for every surviving image."""
+    """(label, key) -> (key, ("split", split)) for every surviving image: tagged for
+    the split join (graph/join.py)."""
 
     def __init__(self, spec: SplitSpec, roles: RetrievalRoles | None = None):
         super().__init__()
@@ -30,6 +31,8 @@ class AssignSplits(beam.PTransform):
 def split_of_class(element, fraction: float, salt: str, roles: RetrievalRoles | None = None):
     label, keys = element
     if roles is not None and roles.holds(int(label)):
-        yield from roles_of_class(sorted(keys), int(label), roles).items()
-        return
-    yield from split_class(sorted(keys), fraction, salt).items()
+        splits = roles_of_class(sorted(keys), int(label), roles)
+    else:
+        splits = split_class(sorted(keys), fraction, salt)
+    for key, split in splits.items():
+        yield key, ("split", split)
