@@ -16,6 +16,7 @@ from unibed.dataplane.dedup.near_duplicates import (
     _bucket_tasks,
     _meeting_key,
     plan_buckets,
+    signed_hash,
 )
 from unibed.dataplane.dedup.probe_pairs import ProbePairs
 from unibed.dataplane.dedup.probe_search import brute_force_probe_pairs, find_probe_pairs
@@ -162,14 +163,20 @@ def brute_force_probe_rule_pairs(images, rules) -> list[tuple]:
     return sorted(found)
 
 
-def test_probe_pairs_transform_matches_brute_force():
+@pytest.mark.parametrize("as_int64", [False, True])
+def test_probe_pairs_transform_matches_brute_force(as_int64):
     """The Beam probe search finds exactly the hash pairs within each rule's radius, each
-    once (a self rule's pair from one side), and never pairs an image with itself."""
+    once (a self rule's pair from one side), and never pairs an image with itself; the
+    same pairs whether the hashes come unsigned or as int64 (what the build passes: Beam
+    pickles larger ints)."""
     images = probe_images()
     rules = (Rule("mirror", "near", 2), Rule("mirror", "near", 4), Rule("top85", "top85", 3))
     expected = brute_force_probe_rule_pairs(images, rules)
     assert len(expected) > 100
     assert {kind for *_, kind in expected} == {"mirror", "top85"}
+    if as_int64:
+        images = [(key, tuple((kind, signed_hash(value)) for kind, value in hashes)) for key, hashes in images]
+        assert any(value < 0 for _, hashes in images for _, value in hashes)
     with beam.Pipeline(runner="FnApiRunner") as pipeline:
         pairs = pipeline | beam.Create(images) | ProbePairs(rules)
         assert_that(pairs | beam.Distinct(), equal_to(expected), label="pairs")
