@@ -53,7 +53,10 @@ class WriteSideProducts(beam.PTransform):
     were 51 of the graph's 183 steps (now 11) and more than 14 of its 59 fused
     stages, each with Beam's fixed cost to build and run, for files of a few
     lines. A file with no lines is not written; its reader finds nothing.
-    Lines are written sorted (their readers count or sort them anyway)."""
+    Lines are written sorted (their readers count or sort them anyway). A
+    file's distinct lines are held by one worker, as assemble.py holds them
+    all in the launcher afterwards: a few tens of MB at the reference build's
+    scale (one line per rejection, duplicate and shard, one key per source)."""
 
     def __init__(self, work: str):
         super().__init__()
