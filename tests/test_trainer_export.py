@@ -12,16 +12,14 @@ import zipfile
 
 import numpy as np
 import pytest
+from tiny_backbone import tiny_config
 
 from unibed.trainer.backbone import random_encoder
-from unibed.trainer.config import get_config
 from unibed.trainer.export import export_saved_model, resize_images, write_submission_zip
 from unibed.trainer.model import build_models
 from unibed.trainer.position_embedding import resize_encoder
 
-CONFIG = get_config("tiny").with_overrides(
-    image_size=32, tiny_patch_size=8, tiny_hidden_dim=32, tiny_num_layers=1, tiny_num_heads=2,
-    tiny_intermediate_dim=64)
+CONFIG = tiny_config()
 SIZES = [(1, 37, 50), (3, 37, 50), (1, 32, 32), (3, 224, 224), (1, 300, 200), (2, 200, 300)]
 
 LOAD_WITH_PLAIN_TF = """

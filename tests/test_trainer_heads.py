@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_backbone import tiny_config
 
-from unibed.trainer.config import ConfigError, TrainConfig, get_config
+from unibed.trainer.config import ConfigError, TrainConfig
 from unibed.trainer.heads.dynamic_margin import (
     counts_per_class,
     dynamic_margin_coefficients,
@@ -22,9 +23,7 @@ from unibed.trainer.heads.margin_schedule import MarginPlan, margin_plan
 from unibed.trainer.model import build_models
 from unibed.trainer.train import train
 
-TINY = get_config("tiny").with_overrides(image_size=32, tiny_patch_size=8, tiny_hidden_dim=32,
-                                         tiny_num_layers=1, tiny_num_heads=2,
-                                         tiny_intermediate_dim=64)
+TINY = tiny_config()
 
 
 def _unit(angle: float) -> list[float]:

@@ -12,6 +12,7 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_backbone import tiny_config
 
 from unibed.trainer.augment import AugmentConfig
 from unibed.trainer.backbone import (
@@ -30,9 +31,7 @@ from unibed.trainer.run import with_total_steps
 from unibed.trainer.schedule import WarmupCosine, stage_schedule
 from unibed.trainer.strategy import check_batch, choose_policy
 
-TINY = get_config("tiny").with_overrides(image_size=32, tiny_patch_size=8, tiny_hidden_dim=32,
-                                         tiny_num_layers=1, tiny_num_heads=2,
-                                         tiny_intermediate_dim=64)
+TINY = tiny_config()
 
 
 # ---------------------------------------------------------------- config

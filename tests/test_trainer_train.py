@@ -15,14 +15,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_backbone import tiny_config
 
-from unibed.trainer.config import get_config
 from unibed.trainer.train import WorkdirMismatch, train
 
-CONFIG = get_config("tiny").with_overrides(
-    image_size=32, tiny_patch_size=8, tiny_hidden_dim=32, tiny_num_layers=1, tiny_num_heads=2,
-    tiny_intermediate_dim=64, global_batch_size=8, head_steps=6, finetune_steps=6,
-    log_every_steps=2, checkpoint_every_steps=4)
+CONFIG = tiny_config(global_batch_size=8, head_steps=6, finetune_steps=6, log_every_steps=2,
+                     checkpoint_every_steps=4)
 NUM_CLASSES = 4
 
 

@@ -9,6 +9,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from tiny_backbone import tiny_config
 
 from unibed.trainer.backbone import (
     CLIP_MEAN,
@@ -23,9 +24,7 @@ from unibed.trainer.config import BACKBONE_PRESETS, get_config
 from unibed.trainer.model import build_models
 from unibed.trainer.position_embedding import interpolate_position_embedding, resize_encoder
 
-TINY = get_config("tiny").with_overrides(image_size=32, tiny_patch_size=8, tiny_hidden_dim=32,
-                                         tiny_num_layers=1, tiny_num_heads=2,
-                                         tiny_intermediate_dim=64, tiny_projection_dim=24)
+TINY = tiny_config(tiny_projection_dim=24)
 
 
 def _np(x) -> np.ndarray:
